@@ -1,0 +1,33 @@
+//! Subcommands. Each area owns a module with a flattened subcommand enum.
+
+use std::path::PathBuf;
+
+use clap::Subcommand;
+
+/// What every subcommand gets from the global flags.
+pub struct Context {
+    /// `--root`: the state root.
+    pub root: PathBuf,
+}
+
+/// The top-level subcommands.
+#[derive(Subcommand)]
+pub enum Command {
+    /// Print version information.
+    Version,
+}
+
+/// Runs a subcommand; returns the process exit code.
+pub fn run(_ctx: Context, cmd: Command) -> anyhow::Result<i32> {
+    match cmd {
+        Command::Version => {
+            println!("kontti {}", env!("CARGO_PKG_VERSION"));
+            Ok(0)
+        }
+    }
+}
+
+/// Maps an error to an exit code via its [`kontti_core::ErrorKind`] where it has one.
+pub fn exit_code(_e: &anyhow::Error) -> i32 {
+    1
+}

@@ -1,0 +1,1 @@
+//! Content store, snapshotters, safe layer unpacking, registry client and server.

@@ -1,0 +1,1 @@
+//! OCI runtime library: namespaces, mounts, cgroups, capabilities, seccomp; synchronous.

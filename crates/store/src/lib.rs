@@ -1,0 +1,1 @@
+//! Revisioned key-value store with watch: embedded and etcd backends, one test suite.

@@ -1,0 +1,191 @@
+//! Test fixtures shared by kontti's test suites.
+//!
+//! * [`Rootfs`] builds a busybox root filesystem from Debian's `busybox-static`
+//!   (`/bin/busybox`): the static binary plus one symlink per applet, and the
+//!   few files (`/etc/passwd`, `/etc/group`) that tests need.
+//! * [`Bundle`] is an OCI bundle around such a rootfs with a runc-like default
+//!   `config.json` that tests edit as JSON before writing it.
+//! * [`HostSnapshot`] records the host's mounts, cgroups and processes so that a
+//!   test can assert it left nothing behind.
+//! * [`require_root`] fails loudly (never skips) when a root-only test runs
+//!   without root.
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::{json, Value};
+
+mod host;
+pub use host::HostSnapshot;
+
+/// Where Debian's busybox-static puts its binary.
+pub const BUSYBOX: &str = "/bin/busybox";
+
+/// Panics with a clear message unless the test runs as root. Root tests are
+/// never skipped silently: CI runs as root.
+pub fn require_root() {
+    // getuid via /proc to stay free of unsafe and libc in this crate.
+    let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let uid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap_or("");
+    assert_eq!(
+        uid, "0",
+        "this test needs root (it creates namespaces, mounts and cgroups); run the suite as root, as CI does"
+    );
+}
+
+/// Returns the path of busybox, panicking with an install hint if it is missing.
+pub fn busybox() -> &'static Path {
+    let p = Path::new(BUSYBOX);
+    assert!(
+        p.exists(),
+        "{BUSYBOX} is missing: install Debian's busybox-static (scripts/test.sh does)"
+    );
+    p
+}
+
+/// A busybox root filesystem in a directory.
+pub struct Rootfs {
+    path: PathBuf,
+}
+
+impl Rootfs {
+    /// Builds a busybox rootfs at `path` (created if missing).
+    pub fn create(path: &Path) -> io::Result<Rootfs> {
+        let bb = busybox();
+        for d in [
+            "bin", "sbin", "usr/bin", "usr/sbin", "etc", "proc", "sys", "dev", "tmp", "root",
+            "home", "var", "run",
+        ] {
+            fs::create_dir_all(path.join(d))?;
+        }
+        fs::set_permissions(path.join("tmp"), fs::Permissions::from_mode(0o1777))?;
+        fs::copy(bb, path.join("bin/busybox"))?;
+        fs::set_permissions(path.join("bin/busybox"), fs::Permissions::from_mode(0o755))?;
+        let list = Command::new(bb).arg("--list-full").output()?;
+        for applet in String::from_utf8_lossy(&list.stdout).lines() {
+            let applet = applet.trim();
+            if applet.is_empty() || applet == "bin/busybox" {
+                continue;
+            }
+            let link = path.join(applet);
+            if link.symlink_metadata().is_ok() {
+                continue;
+            }
+            symlink("/bin/busybox", &link)?;
+        }
+        fs::write(
+            path.join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\nuser:x:1000:1000:user:/home/user:/bin/sh\n",
+        )?;
+        fs::write(
+            path.join("etc/group"),
+            "root:x:0:\nnogroup:x:65534:\nuser:x:1000:\nextra:x:2000:user\n",
+        )?;
+        fs::write(path.join("etc/hostname"), "busybox\n")?;
+        Ok(Rootfs {
+            path: path.to_owned(),
+        })
+    }
+
+    /// The rootfs directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// An OCI bundle (a directory with `rootfs/` and `config.json`) in its own
+/// temporary directory, removed on drop.
+pub struct Bundle {
+    dir: tempfile::TempDir,
+    /// The config that [`Bundle::write_config`] writes; edit it freely.
+    pub config: Value,
+}
+
+impl Bundle {
+    /// Creates a bundle whose process runs `args`.
+    pub fn new(args: &[&str]) -> io::Result<Bundle> {
+        let dir = tempfile::Builder::new().prefix("kontti-bundle-").tempdir()?;
+        Rootfs::create(&dir.path().join("rootfs"))?;
+        let mut b = Bundle {
+            dir,
+            config: default_config(args),
+        };
+        b.write_config()?;
+        Ok(b)
+    }
+
+    /// The bundle directory.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The rootfs directory inside the bundle.
+    pub fn rootfs(&self) -> PathBuf {
+        self.dir.path().join("rootfs")
+    }
+
+    /// Writes [`Bundle::config`] to `config.json`.
+    pub fn write_config(&mut self) -> io::Result<()> {
+        let text = serde_json::to_vec_pretty(&self.config).map_err(io::Error::other)?;
+        fs::write(self.dir.path().join("config.json"), text)
+    }
+}
+
+/// The default capability set runc's `spec` writes.
+pub const DEFAULT_CAPS: [&str; 3] = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"];
+
+/// A runc-like default config for a busybox rootfs running `args`, without a
+/// terminal. The same document is used for kontti-runc, runc and crun in
+/// benchmarks, so it only uses fields all three support.
+pub fn default_config(args: &[&str]) -> Value {
+    json!({
+        "ociVersion": "1.2.0",
+        "process": {
+            "terminal": false,
+            "user": {"uid": 0, "gid": 0},
+            "args": args,
+            "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "TERM=xterm"],
+            "cwd": "/",
+            "capabilities": {
+                "bounding": DEFAULT_CAPS,
+                "effective": DEFAULT_CAPS,
+                "permitted": DEFAULT_CAPS
+            },
+            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
+            "noNewPrivileges": true
+        },
+        "root": {"path": "rootfs", "readonly": false},
+        "hostname": "kontti",
+        "mounts": [
+            {"destination": "/proc", "type": "proc", "source": "proc"},
+            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+            {"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
+            {"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
+            {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]},
+            {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
+            {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}
+        ],
+        "linux": {
+            "resources": {"devices": [{"allow": false, "access": "rwm"}]},
+            "namespaces": [
+                {"type": "pid"}, {"type": "network"}, {"type": "ipc"},
+                {"type": "uts"}, {"type": "mount"}, {"type": "cgroup"}
+            ],
+            "maskedPaths": [
+                "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+                "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware",
+                "/proc/scsi"
+            ],
+            "readonlyPaths": [
+                "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"
+            ]
+        }
+    })
+}
