@@ -10,7 +10,7 @@ PACKAGES=(
   buildah skopeo umoci docker-registry # image and build peers
   etcd-server      # the HA datastore backend
   protobuf-compiler # etcd-client's build needs protoc
-  nftables iproute2 tmux hyperfine
+  nftables iproute2 tmux hyperfine time strace
   uidmap           # newuidmap/newgidmap for user-namespace tests
 )
 
