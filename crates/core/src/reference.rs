@@ -131,13 +131,13 @@ impl ImageRef {
         if registry.len() + 1 + repository.len() > MAX_NAME_LEN {
             return Err(ReferenceError::TooLong(s.to_owned()));
         }
-        if let Some(t) = &tag {
-            if !valid_tag(t) {
-                return Err(ReferenceError::BadTag {
-                    reference: s.to_owned(),
-                    tag: t.clone(),
-                });
-            }
+        if let Some(t) = &tag
+            && !valid_tag(t)
+        {
+            return Err(ReferenceError::BadTag {
+                reference: s.to_owned(),
+                tag: t.clone(),
+            });
         }
         let tag = match (&tag, &digest) {
             (None, None) => Some(DEFAULT_TAG.to_owned()),
@@ -272,10 +272,10 @@ fn check_registry(reference: &str, registry: &str) -> Result<(), ReferenceError>
             None => (Some(registry), None),
         }
     };
-    if let Some(p) = port {
-        if p.is_empty() || p.len() > 5 || !p.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(bad());
-        }
+    if let Some(p) = port
+        && (p.is_empty() || p.len() > 5 || !p.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Err(bad());
     }
     if let Some(h) = host {
         let ok = !h.is_empty()
