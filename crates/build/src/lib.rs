@@ -9,11 +9,20 @@
 //!   step.
 //! - [`Dockerfile::plan`]: `--target` pruning and groups of independent
 //!   stages.
+//! - [`Dockerignore`]: the `.dockerignore` pattern syntax and matcher (pure);
+//!   [`BuildContext`]: the context walker and the parallel content hashing
+//!   of COPY/ADD sources (the only module doing I/O).
+//! - [`CacheKey`]: step keys chaining the parent key, the expanded
+//!   instruction, the args and environment in effect and the digests of the
+//!   files read.
 //!
 //! It does not run RUN steps, write layers or talk to registries: the build
 //! executor does that on top of this crate.
 
 mod ast;
+mod cache;
+mod context;
+mod dockerignore;
 mod error;
 mod expand;
 mod flags;
@@ -30,6 +39,9 @@ pub use ast::{
     HealthcheckCmd, Heredoc, Instruction, InstructionNode, KeyValue, Mount, MountType, NetworkMode,
     Run, SecurityMode, Span, Stage,
 };
+pub use cache::{CacheKey, StepInput};
+pub use context::{BuildContext, ContentDigest, ContextEntry, ContextError, EntryKind};
+pub use dockerignore::{Dockerignore, DockerignoreError, Pattern, clean_path};
 pub use error::{ParseError, Position, SyntaxError};
 pub use expand::{ExpandError, Variables, expand_word, needs_expansion};
 pub use lines::Directives;
