@@ -8,15 +8,19 @@
 //! The crate stores opaque bytes under string keys; it knows nothing about Kubernetes objects, encodings
 //! or resource versions beyond the revision numbers it hands out. It does not depend on node-side crates.
 
+mod datastore;
 mod embedded;
 mod error;
+mod etcd;
 mod watch;
 
 #[cfg(any(test, feature = "testsuite"))]
 pub mod testsuite;
 
+pub use datastore::Datastore;
 pub use embedded::{EmbeddedOptions, EmbeddedStore, HistoryWindow};
 pub use error::StoreError;
+pub use etcd::{EtcdOptions, EtcdStore};
 pub use watch::WatchStream;
 
 /// A point in the store's history. Every successful mutation (create, update, delete) advances the
