@@ -1,1 +1,3 @@
 //! OCI runtime library: namespaces, mounts, cgroups, capabilities, seccomp; synchronous.
+
+pub mod cgroups;
