@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::Subcommand;
 
+mod registry;
+
 /// What every subcommand gets from the global flags.
 pub struct Context {
     /// `--root`: the state root.
@@ -15,6 +17,9 @@ pub struct Context {
 pub enum Command {
     /// Print version information.
     Version,
+    /// Registry commands: pull, push, login, logout, registry serve.
+    #[command(flatten)]
+    Registry(registry::RegistryCommand),
 }
 
 /// Runs a subcommand; returns the process exit code.
@@ -24,6 +29,7 @@ pub fn run(_ctx: Context, cmd: Command) -> anyhow::Result<i32> {
             println!("kontti {}", env!("CARGO_PKG_VERSION"));
             Ok(0)
         }
+        Command::Registry(c) => registry::run(&_ctx, c),
     }
 }
 

@@ -1,16 +1,15 @@
 //! Streaming a blob into the store: resumable, verified, adopted atomically.
 
-use std::io::{Read, Seek, Write};
+use std::io::Write;
 
 use kontti_core::Digest;
 use reqwest::{Method, StatusCode};
 
+use super::Descriptor;
 use super::error::{ClientError, chain};
 use super::progress::Progress;
 use super::transport::{Repo, status_error};
-use super::{Descriptor, partial_path};
-use crate::blobs::BlobStore;
-use crate::digest::Hasher;
+use crate::blobs::{BlobSink, BlobStore};
 use std::sync::Arc;
 
 /// Reads a response body of at most `limit` bytes.
@@ -42,27 +41,17 @@ pub(crate) fn store_bytes(
     d: &Digest,
     bytes: &[u8],
 ) -> Result<(), ClientError> {
-    let have = store
-        .blob_size(d)
-        .map_err(|e| ClientError::io(format!("checking blob {d}"), e))?;
-    if have.is_some() {
+    let io = |e| ClientError::io(format!("storing {d}"), e);
+    if store.blob_size(d).map_err(io)?.is_some() {
         return Ok(());
     }
-    let dir = store.ingest_dir();
-    let io = |e| ClientError::io(format!("storing {d}"), e);
-    std::fs::create_dir_all(&dir).map_err(io)?;
-    let tmp = dir.join(format!(
-        "{}-{}.tmp-{}",
-        d.algorithm(),
-        d.hex(),
-        std::process::id()
-    ));
-    let mut f = std::fs::File::create(&tmp).map_err(io)?;
-    f.write_all(bytes).and_then(|()| f.sync_all()).map_err(io)?;
-    store.adopt(&tmp, d).map_err(io)
+    let mut sink = store.sink(d, bytes.len() as u64).map_err(io)?;
+    sink.truncate().map_err(io)?;
+    sink.write_all(bytes).map_err(io)?;
+    sink.commit().map_err(io)
 }
 
-/// Downloads one blob into the store, resuming a partial file.
+/// Downloads one blob into the store, resuming a partial ingest.
 pub(crate) async fn blob(
     repo: &Repo,
     desc: &Descriptor,
@@ -70,34 +59,11 @@ pub(crate) async fn blob(
     progress: Option<Arc<dyn Progress>>,
 ) -> Result<(), ClientError> {
     let d = &desc.digest;
-    let path = partial_path(store, d);
-    let io = |what: &str, e| ClientError::io(format!("{what} {}", path.display()), e);
-    std::fs::create_dir_all(store.ingest_dir()).map_err(|e| io("creating directory for", e))?;
-    let mut file = std::fs::OpenOptions::new()
-        .read(true)
-        .append(true)
-        .create(true)
-        .open(&path)
-        .map_err(|e| io("opening", e))?;
-    // Hash what an earlier attempt left.
-    let mut hasher = Hasher::new(d.algorithm());
-    let mut offset = 0u64;
-    {
-        let mut buf = vec![0u8; 256 * 1024];
-        file.seek(std::io::SeekFrom::Start(0))
-            .map_err(|e| io("reading", e))?;
-        loop {
-            let n = file.read(&mut buf).map_err(|e| io("reading", e))?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-            offset += n as u64;
-        }
-    }
+    let io = |what: &str, e| ClientError::io(format!("{what} blob {d}"), e);
+    let mut sink = store.sink(d, desc.size).map_err(|e| io("opening", e))?;
+    let mut offset = sink.offset();
     if offset > desc.size {
-        file.set_len(0).map_err(|e| io("truncating", e))?;
-        hasher = Hasher::new(d.algorithm());
+        sink.truncate().map_err(|e| io("truncating", e))?;
         offset = 0;
     }
     if let Some(p) = &progress {
@@ -121,8 +87,7 @@ pub(crate) async fn blob(
             StatusCode::OK => {
                 if from > 0 {
                     // The registry ignored the range: start over.
-                    file.set_len(0).map_err(|e| io("truncating", e))?;
-                    hasher = Hasher::new(d.algorithm());
+                    sink.truncate().map_err(|e| io("truncating", e))?;
                     offset = 0;
                     if let Some(p) = &progress {
                         p.start(d, desc.size, 0);
@@ -133,8 +98,7 @@ pub(crate) async fn blob(
         }
         let streamed = stream_into(
             resp,
-            &mut file,
-            &mut hasher,
+            sink.as_mut(),
             &mut offset,
             desc.size,
             d,
@@ -145,7 +109,7 @@ pub(crate) async fn blob(
             Ok(()) => break,
             Err(StreamError::Local(e)) => {
                 if matches!(e, ClientError::SizeMismatch { .. }) {
-                    let _ = std::fs::remove_file(&path);
+                    let _ = sink.truncate();
                 }
                 return Err(e);
             }
@@ -159,26 +123,9 @@ pub(crate) async fn blob(
             }
         }
     }
-    if offset != desc.size {
-        let _ = std::fs::remove_file(&path);
-        return Err(ClientError::SizeMismatch {
-            digest: d.clone(),
-            expected: desc.size,
-            actual: offset,
-        });
-    }
-    let actual = hasher.finish();
-    if &actual != d {
-        let _ = std::fs::remove_file(&path);
-        return Err(ClientError::DigestMismatch {
-            expected: d.clone(),
-            actual,
-            url,
-        });
-    }
-    file.sync_all().map_err(|e| io("syncing", e))?;
-    drop(file);
-    store.adopt(&path, d).map_err(|e| io("committing", e))?;
+    // The store verifies digest and size on commit; on a mismatch nothing
+    // becomes visible and the partial ingest is discarded.
+    sink.commit().map_err(|e| io("verifying", e))?;
     if let Some(p) = &progress {
         p.done(d);
     }
@@ -192,8 +139,7 @@ enum StreamError {
 
 async fn stream_into(
     mut resp: reqwest::Response,
-    file: &mut std::fs::File,
-    hasher: &mut Hasher,
+    sink: &mut dyn BlobSink,
     offset: &mut u64,
     size: u64,
     d: &Digest,
@@ -220,9 +166,8 @@ async fn stream_into(
                 actual: *offset + chunk.len() as u64,
             }));
         }
-        file.write_all(&chunk)
+        sink.write_all(&chunk)
             .map_err(|e| StreamError::Local(ClientError::io(format!("writing blob {d}"), e)))?;
-        hasher.update(&chunk);
         *offset += chunk.len() as u64;
         if let Some(p) = progress {
             p.advance(d, chunk.len() as u64);

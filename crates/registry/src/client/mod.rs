@@ -17,7 +17,6 @@ pub mod progress;
 mod push;
 pub mod transport;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -448,11 +447,4 @@ async fn fetch_manifest(
         });
     }
     Ok((actual, media_type, bytes))
-}
-
-/// Where partial downloads go, for tests and tools.
-pub fn partial_path(store: &dyn BlobStore, d: &Digest) -> PathBuf {
-    store
-        .ingest_dir()
-        .join(format!("{}-{}.partial", d.algorithm(), d.hex()))
 }

@@ -257,8 +257,10 @@ impl Storage {
                 "upload has digest {actual}, not {d}"
             )));
         }
-        fs::File::open(&data)?.sync_all()?;
-        self.blobs.adopt(&data, d)?;
+        let mut sink = self.blobs.sink(d, len)?;
+        sink.truncate()?;
+        io::copy(&mut fs::File::open(&data)?, &mut sink)?;
+        sink.commit()?;
         write_atomic(&self.layer_link(name, d), b"")?;
         let _ = fs::remove_dir_all(&dir);
         Ok(())
@@ -316,12 +318,10 @@ impl Storage {
         referrer: Option<(&Digest, serde_json::Value)>,
     ) -> Result<(), ApiError> {
         if self.blobs.blob_size(&m.digest)?.is_none() {
-            let id = self.start_upload(name)?;
-            self.append(name, &id, None, &m.bytes)?;
-            let dir = self.upload_dir(name, &id)?;
-            self.blobs.adopt(&dir.join("data"), &m.digest)?;
-            self.lock_uploads()?.remove(&id);
-            let _ = fs::remove_dir_all(dir);
+            let mut sink = self.blobs.sink(&m.digest, m.bytes.len() as u64)?;
+            sink.truncate()?;
+            sink.write_all(&m.bytes)?;
+            sink.commit()?;
         }
         write_atomic(
             &self.manifest_link(name, &m.digest),

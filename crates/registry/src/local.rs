@@ -1,0 +1,188 @@
+//! Pull into and push from kontti's local image store: the registry client
+//! plus naming (a pulled image gets its reference in the store's index; a
+//! pushed one is read by its reference).
+
+use std::sync::Arc;
+
+use kontti_core::{Digest, ImageRef};
+use kontti_image::Descriptor as StoreDescriptor;
+
+use crate::blobs::ContentBlobs;
+use crate::client::{Client, ClientError, Descriptor, Platform, Progress, Pulled, PushImage};
+use crate::media;
+
+/// Why a pull into or push from the local store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LocalError {
+    /// The registry side failed.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// The content store failed.
+    #[error("content store: {0}")]
+    Store(#[from] kontti_image::StoreError),
+    /// The store could not be opened.
+    #[error("content store {path}: {source}")]
+    Open {
+        /// The store root.
+        path: std::path::PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// No local image has that name.
+    #[error("no such image: {0}")]
+    NoSuchImage(String),
+    /// A local manifest cannot be read.
+    #[error("local manifest {digest}: {reason}")]
+    BadManifest {
+        /// The manifest.
+        digest: Digest,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+impl LocalError {
+    /// The error class.
+    pub fn kind(&self) -> kontti_core::ErrorKind {
+        match self {
+            LocalError::Client(e) => e.kind(),
+            LocalError::Store(e) => e.kind(),
+            LocalError::Open { .. } => kontti_core::ErrorKind::Unavailable,
+            LocalError::NoSuchImage(_) => kontti_core::ErrorKind::NotFound,
+            LocalError::BadManifest { .. } => kontti_core::ErrorKind::Invalid,
+        }
+    }
+}
+
+fn open(content_root: &std::path::Path, purpose: &str) -> Result<ContentBlobs, LocalError> {
+    ContentBlobs::open(content_root, purpose, true).map_err(|source| LocalError::Open {
+        path: content_root.to_owned(),
+        source,
+    })
+}
+
+/// Pulls `reference` into the content store at `content_root` and names it.
+pub async fn pull(
+    client: &Client,
+    content_root: &std::path::Path,
+    reference: &ImageRef,
+    platform: &Platform,
+    progress: Arc<dyn Progress>,
+) -> Result<Pulled, LocalError> {
+    let blobs = Arc::new(open(content_root, "pull")?);
+    let pulled = client
+        .pull(reference, platform, blobs.clone(), progress)
+        .await?;
+    let top = match &pulled.index {
+        Some((d, m, b)) => StoreDescriptor::new(m, d.clone(), b.len() as u64),
+        None => StoreDescriptor::new(
+            &pulled.manifest_media_type,
+            pulled.manifest_digest.clone(),
+            pulled.manifest.len() as u64,
+        ),
+    };
+    blobs.store().set_ref(reference, &top)?;
+    Ok(pulled)
+}
+
+/// Pushes the local image `reference` to its registry; returns the digest of
+/// the manifest pushed.
+pub async fn push(
+    client: &Client,
+    content_root: &std::path::Path,
+    reference: &ImageRef,
+    progress: Arc<dyn Progress>,
+) -> Result<Digest, LocalError> {
+    let blobs = Arc::new(open(content_root, "push")?);
+    let store = blobs.store();
+    let top = store
+        .resolve_ref(reference)?
+        .ok_or_else(|| LocalError::NoSuchImage(reference.to_string()))?;
+    let read = |d: &Digest| store.read_blob(d, kontti_image::media::MAX_MANIFEST_SIZE);
+    let mut image = PushImage {
+        top: (
+            top.digest.clone(),
+            top.media_type.clone(),
+            read(&top.digest)?,
+        ),
+        children: Vec::new(),
+        blobs: Vec::new(),
+        mount_from: mount_source(store, reference),
+    };
+    let mut manifests = Vec::new();
+    if media::is_index(&top.media_type) {
+        let doc = parse(&top.digest, &image.top.2)?;
+        let entries = doc["manifests"].as_array().cloned().unwrap_or_default();
+        let mut present = Vec::new();
+        for e in entries {
+            let d: Digest = serde_json::from_value(e["digest"].clone()).map_err(|e| {
+                LocalError::BadManifest {
+                    digest: top.digest.clone(),
+                    reason: e.to_string(),
+                }
+            })?;
+            let m = e["mediaType"]
+                .as_str()
+                .unwrap_or(media::OCI_MANIFEST)
+                .to_owned();
+            if store.has(&d) {
+                present.push((d, m));
+            }
+        }
+        // Only the platforms pulled are local: push the whole index when all
+        // are, else the one manifest that is.
+        let total = doc["manifests"].as_array().map_or(0, Vec::len);
+        if present.len() == total {
+            for (d, m) in present {
+                let bytes = read(&d)?;
+                manifests.push((d.clone(), bytes.clone()));
+                image.children.push((d, m, bytes));
+            }
+        } else if let Some((d, m)) = present.into_iter().next() {
+            let bytes = read(&d)?;
+            manifests.push((d.clone(), bytes.clone()));
+            image.top = (d, m, bytes);
+        } else {
+            return Err(LocalError::NoSuchImage(format!(
+                "{reference} (no manifest of its index is local)"
+            )));
+        }
+    } else {
+        manifests.push((top.digest.clone(), image.top.2.clone()));
+    }
+    for (d, bytes) in manifests {
+        let doc = parse(&d, &bytes)?;
+        let mut descs = vec![doc["config"].clone()];
+        descs.extend(doc["layers"].as_array().cloned().unwrap_or_default());
+        for v in descs {
+            let desc: Descriptor =
+                serde_json::from_value(v).map_err(|e| LocalError::BadManifest {
+                    digest: d.clone(),
+                    reason: e.to_string(),
+                })?;
+            if !image.blobs.contains(&desc) {
+                image.blobs.push(desc);
+            }
+        }
+    }
+    Ok(client
+        .push(reference, &image, blobs.clone(), progress)
+        .await?)
+}
+
+fn parse(d: &Digest, bytes: &[u8]) -> Result<serde_json::Value, LocalError> {
+    serde_json::from_slice(bytes).map_err(|e| LocalError::BadManifest {
+        digest: d.clone(),
+        reason: e.to_string(),
+    })
+}
+
+/// Another repository of the same registry this store has an image from:
+/// blobs shared with it can be mounted instead of uploaded.
+fn mount_source(store: &kontti_image::ContentStore, reference: &ImageRef) -> Option<String> {
+    let refs = store.refs().ok()?;
+    refs.into_iter()
+        .filter_map(|r| r.name)
+        .find(|n| n.registry() == reference.registry() && n.repository() != reference.repository())
+        .map(|n| n.repository().to_owned())
+}
