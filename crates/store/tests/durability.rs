@@ -84,10 +84,10 @@ fn ack_reader(child: &mut Child) -> anyhow::Result<mpsc::Receiver<String>> {
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
             // The first ack shares its line with libtest's "test name ... " prefix.
-            if let Some(at) = line.find("ACK ") {
-                if tx.send(line[at + 4..].to_owned()).is_err() {
-                    break;
-                }
+            if let Some(at) = line.find("ACK ")
+                && tx.send(line[at + 4..].to_owned()).is_err()
+            {
+                break;
             }
         }
     });
