@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::Subcommand;
 
+mod server;
+
 mod registry;
 
 /// What every subcommand gets from the global flags.
@@ -17,6 +19,8 @@ pub struct Context {
 pub enum Command {
     /// Print version information.
     Version,
+    #[command(flatten)]
+    Server(server::ServerCommand),
     /// Registry commands: pull, push, login, logout, registry serve.
     #[command(flatten)]
     Registry(registry::RegistryCommand),
@@ -29,6 +33,7 @@ pub fn run(_ctx: Context, cmd: Command) -> anyhow::Result<i32> {
             println!("kontti {}", env!("CARGO_PKG_VERSION"));
             Ok(0)
         }
+        Command::Server(c) => server::run(&_ctx, c),
         Command::Registry(c) => registry::run(&_ctx, c),
     }
 }
