@@ -1,0 +1,74 @@
+//! Architectures a filter can cover, and their syscall tables.
+
+use std::str::FromStr;
+
+use oci_spec::runtime::Arch;
+
+/// x32 syscalls run under the x86_64 audit arch with this bit in `nr`.
+pub(crate) const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+
+/// An architecture kontti compiles filters for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum FilterArch {
+    X86_64,
+    X32,
+    X86,
+    Aarch64,
+    Arm,
+}
+
+impl FilterArch {
+    /// The architecture this binary runs on.
+    pub(crate) fn native() -> FilterArch {
+        #[cfg(target_arch = "x86_64")]
+        return FilterArch::X86_64;
+        #[cfg(target_arch = "aarch64")]
+        return FilterArch::Aarch64;
+        #[cfg(target_arch = "x86")]
+        return FilterArch::X86;
+        #[cfg(target_arch = "arm")]
+        return FilterArch::Arm;
+    }
+
+    /// Maps an OCI architecture; `None` for ones kontti has no table for.
+    pub(crate) fn from_oci(a: Arch) -> Option<FilterArch> {
+        Some(match a {
+            Arch::ScmpArchNative => FilterArch::native(),
+            Arch::ScmpArchX86_64 => FilterArch::X86_64,
+            Arch::ScmpArchX32 => FilterArch::X32,
+            Arch::ScmpArchX86 => FilterArch::X86,
+            Arch::ScmpArchAarch64 => FilterArch::Aarch64,
+            Arch::ScmpArchArm => FilterArch::Arm,
+            _ => return None,
+        })
+    }
+
+    /// `AUDIT_ARCH_*` as the kernel reports it in `seccomp_data.arch`.
+    pub(crate) fn audit(self) -> u32 {
+        match self {
+            FilterArch::X86_64 | FilterArch::X32 => 0xc000_003e,
+            FilterArch::X86 => 0x4000_0003,
+            FilterArch::Aarch64 => 0xc000_00b7,
+            FilterArch::Arm => 0x4000_0028,
+        }
+    }
+
+    /// The syscall number of `name` on this architecture.
+    ///
+    /// x32 numbers are the x86_64 ones with [`X32_SYSCALL_BIT`]; the few
+    /// syscalls that x32 numbers separately (512 and up, for compat
+    /// structures) are not matched, so on x32 they get the default action,
+    /// the safe direction for an allow-list.
+    pub(crate) fn syscall(self, name: &str) -> Option<u32> {
+        let nr = match self {
+            FilterArch::X86_64 => syscalls::x86_64::Sysno::from_str(name).ok()?.id(),
+            FilterArch::X32 => {
+                syscalls::x86_64::Sysno::from_str(name).ok()?.id() | X32_SYSCALL_BIT as i32
+            }
+            FilterArch::X86 => syscalls::x86::Sysno::from_str(name).ok()?.id(),
+            FilterArch::Aarch64 => syscalls::aarch64::Sysno::from_str(name).ok()?.id(),
+            FilterArch::Arm => syscalls::arm::Sysno::from_str(name).ok()?.id(),
+        };
+        u32::try_from(nr).ok()
+    }
+}
