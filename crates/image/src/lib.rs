@@ -39,16 +39,27 @@
 //! [`ImageConfigFile`] is the typed config; [`Image::open`] resolves a name to
 //! manifest, config, layer descriptors, diffIDs and chain ids.
 //!
+//! # Snapshots and unpacking
+//! [`snapshot`] defines the [`Snapshotter`](snapshot::Snapshotter) trait
+//! (vocabulary and lifecycle in its docs) with an overlayfs and a plain-copy
+//! implementation; [`unpack`] applies layers confined to their directory
+//! ([`fsroot`]), verifying diffIDs; [`rootfs`] ties them together: each layer
+//! unpacked once, keyed by chain id, and a container rootfs on top.
+//!
 //! This crate does not talk to registries and does not run containers.
 
 pub mod config;
+pub mod fsroot;
 mod gc;
 pub mod hash;
 mod image;
 mod lease;
 pub mod media;
 mod refs;
+pub mod rootfs;
+pub mod snapshot;
 mod store;
+pub mod unpack;
 
 pub use config::{Healthcheck, ImageConfig, ImageConfigFile};
 pub use gc::GcReport;
