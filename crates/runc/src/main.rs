@@ -1,7 +1,23 @@
 //! `kontti-runc`: runc's command line over the kontti runtime library.
 #![allow(clippy::disallowed_macros)] // a binary prints
 
-fn main() {
-    eprintln!("kontti-runc: not built yet");
-    std::process::exit(1);
+mod cli;
+mod logging;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let args = cli::Cli::parse();
+    let log = logging::init(&args.global);
+    match cli::dispatch(args) {
+        Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
+        Err(e) => {
+            let msg = e.to_string();
+            log.error(&msg);
+            eprintln!("kontti-runc: {msg}");
+            ExitCode::from(e.kind().exit_code() as u8)
+        }
+    }
 }
