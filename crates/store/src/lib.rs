@@ -12,6 +12,7 @@ mod datastore;
 mod embedded;
 mod error;
 mod etcd;
+pub mod load;
 mod watch;
 
 #[cfg(any(test, feature = "testsuite"))]
