@@ -85,6 +85,18 @@ pub async fn pull(
     Ok(pulled)
 }
 
+/// Fails unless the local store names an image `reference`.
+pub fn ensure_local(
+    content_root: &std::path::Path,
+    reference: &ImageRef,
+) -> Result<(), LocalError> {
+    let store = kontti_image::ContentStore::open(content_root)?;
+    match store.resolve_ref(reference)? {
+        Some(_) => Ok(()),
+        None => Err(LocalError::NoSuchImage(reference.to_string())),
+    }
+}
+
 /// Pushes the local image `reference` to its registry; returns the digest of
 /// the manifest pushed.
 pub async fn push(

@@ -222,6 +222,7 @@ pub fn run(ctx: &Context, cmd: RegistryCommand) -> anyhow::Result<i32> {
             } else {
                 progress::for_stderr(Verb::Push)
             };
+            kontti_registry::local::ensure_local(&content, &r)?;
             if !quiet {
                 eprintln!(
                     "The push refers to repository [{}/{}]",
