@@ -447,6 +447,25 @@ fn sigkill_mid_pull_leaves_a_consistent_store_and_the_next_pull_resumes() {
         from >= partial.min(1 << 20),
         "resumed at {from} after {partial} bytes had arrived"
     );
+    // The layer was unpacked once, into a snapshot.
+    let unpacked =
+        find_file(&root.join("snapshots"), "layer0.bin").expect("layer unpacked into a snapshot");
+    assert_eq!(std::fs::metadata(&unpacked).unwrap().len(), 8 << 20);
+}
+
+fn find_file(dir: &Path, name: &str) -> Option<PathBuf> {
+    for e in std::fs::read_dir(dir).ok()?.flatten() {
+        let p = e.path();
+        if p.file_name().is_some_and(|n| n == name) {
+            return Some(p);
+        }
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            if let Some(found) = find_file(&p, name) {
+                return Some(found);
+            }
+        }
+    }
+    None
 }
 
 fn walk_sizes(dir: &Path) -> u64 {

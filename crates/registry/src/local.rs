@@ -31,6 +31,15 @@ pub enum LocalError {
     /// No local image has that name.
     #[error("no such image: {0}")]
     NoSuchImage(String),
+    /// The pulled image cannot be resolved.
+    #[error(transparent)]
+    Image(#[from] kontti_image::ImageError),
+    /// Unpacking its layers failed.
+    #[error(transparent)]
+    Unpack(#[from] kontti_image::rootfs::RootfsError),
+    /// The snapshotter cannot be opened.
+    #[error(transparent)]
+    Snapshot(#[from] kontti_image::snapshot::SnapshotError),
     /// A local manifest cannot be read.
     #[error("local manifest {digest}: {reason}")]
     BadManifest {
@@ -49,9 +58,17 @@ impl LocalError {
             LocalError::Store(e) => e.kind(),
             LocalError::Open { .. } => kontti_core::ErrorKind::Unavailable,
             LocalError::NoSuchImage(_) => kontti_core::ErrorKind::NotFound,
+            LocalError::Image(e) => e.kind(),
+            LocalError::Unpack(e) => e.kind(),
+            LocalError::Snapshot(e) => e.kind(),
             LocalError::BadManifest { .. } => kontti_core::ErrorKind::Invalid,
         }
     }
+}
+
+/// Where the content store lives under a state root.
+pub fn content_dir(state_root: &std::path::Path) -> std::path::PathBuf {
+    kontti_image::content_dir(state_root)
 }
 
 fn open(content_root: &std::path::Path, purpose: &str) -> Result<ContentBlobs, LocalError> {
@@ -83,6 +100,29 @@ pub async fn pull(
     };
     blobs.store().set_ref(reference, &top)?;
     Ok(pulled)
+}
+
+/// Unpacks a pulled image's layers that are not unpacked yet (each layer
+/// once, shared by every image that has it; diffIDs verified), so that the
+/// next run of the image unpacks nothing.
+pub fn unpack(
+    state_root: &std::path::Path,
+    pulled: &Pulled,
+) -> Result<kontti_image::rootfs::UnpackReport, LocalError> {
+    let store = kontti_image::ContentStore::open(kontti_image::content_dir(state_root))?;
+    let desc = StoreDescriptor::new(
+        &pulled.manifest_media_type,
+        pulled.manifest_digest.clone(),
+        pulled.manifest.len() as u64,
+    );
+    let image =
+        kontti_image::Image::from_descriptor(&store, desc, &kontti_image::PlatformSpec::host())?;
+    let snapshotter = kontti_image::snapshot::open_default(state_root)?;
+    Ok(kontti_image::rootfs::unpack_image(
+        &store,
+        &image,
+        snapshotter.as_ref(),
+    )?)
 }
 
 /// Fails unless the local store names an image `reference`.

@@ -166,7 +166,7 @@ fn registry_name(r: Option<String>) -> String {
 
 /// Runs a registry command.
 pub fn run(ctx: &Context, cmd: RegistryCommand) -> anyhow::Result<i32> {
-    let content = ctx.root.join("content");
+    let content = kontti_registry::local::content_dir(&ctx.root);
     match cmd {
         RegistryCommand::Pull {
             platform,
@@ -195,6 +195,12 @@ pub fn run(ctx: &Context, cmd: RegistryCommand) -> anyhow::Result<i32> {
             let pulled = runtime()?.block_on(kontti_registry::local::pull(
                 &client, &content, &r, &platform, progress,
             ))?;
+            let unpacked = kontti_registry::local::unpack(&ctx.root, &pulled)?;
+            tracing::debug!(
+                unpacked = unpacked.unpacked,
+                reused = unpacked.reused,
+                "layers unpacked"
+            );
             if !quiet {
                 let top = pulled
                     .index

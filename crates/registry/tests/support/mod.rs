@@ -220,9 +220,13 @@ impl Image {
         let layers: Vec<Vec<u8>> = sizes
             .iter()
             .enumerate()
-            .map(|(i, n)| (0..*n).map(|j| ((j * 7 + i * 13) % 251) as u8).collect())
+            .map(|(i, n)| {
+                let body: Vec<u8> = (0..*n).map(|j| ((j * 7 + i * 13) % 251) as u8).collect();
+                tar_with_file(&format!("layer{i}.bin"), &body)
+            })
             .collect();
-        let config = json!({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}})
+        let diff_ids: Vec<String> = layers.iter().map(|l| sha256_of(l).to_string()).collect();
+        let config = json!({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": diff_ids}})
             .to_string()
             .into_bytes();
         let manifest = json!({
@@ -301,4 +305,31 @@ pub fn range_answer(data: &[u8], req: &Req) -> Resp {
         );
     }
     Resp::ok(data.to_vec())
+}
+
+/// An uncompressed tar archive holding one regular file (ustar format).
+pub fn tar_with_file(name: &str, body: &[u8]) -> Vec<u8> {
+    let mut h = [0u8; 512];
+    h[..name.len()].copy_from_slice(name.as_bytes());
+    let octal = |field: &mut [u8], v: u64| {
+        let s = format!("{:0width$o}\0", v, width = field.len() - 1);
+        field.copy_from_slice(s.as_bytes());
+    };
+    octal(&mut h[100..108], 0o644);
+    octal(&mut h[108..116], 0);
+    octal(&mut h[116..124], 0);
+    octal(&mut h[124..136], body.len() as u64);
+    octal(&mut h[136..148], 0);
+    h[156] = b'0';
+    h[257..263].copy_from_slice(b"ustar\0");
+    h[263..265].copy_from_slice(b"00");
+    h[148..156].copy_from_slice(b"        ");
+    let sum: u32 = h.iter().map(|b| *b as u32).sum();
+    let s = format!("{sum:06o}\0 ");
+    h[148..156].copy_from_slice(s.as_bytes());
+    let mut out = h.to_vec();
+    out.extend_from_slice(body);
+    out.resize(out.len().div_ceil(512) * 512, 0);
+    out.extend_from_slice(&[0u8; 1024]);
+    out
 }
