@@ -459,10 +459,10 @@ fn find_file(dir: &Path, name: &str) -> Option<PathBuf> {
         if p.file_name().is_some_and(|n| n == name) {
             return Some(p);
         }
-        if e.file_type().is_ok_and(|t| t.is_dir()) {
-            if let Some(found) = find_file(&p, name) {
-                return Some(found);
-            }
+        if e.file_type().is_ok_and(|t| t.is_dir())
+            && let Some(found) = find_file(&p, name)
+        {
+            return Some(found);
         }
     }
     None
