@@ -59,6 +59,8 @@ pub struct EmbeddedOptions {
     /// How many undelivered events a watch may buffer before it is cut off with
     /// [`StoreError::TooSlow`].
     pub watch_buffer: usize,
+    /// The most memory redb's page cache may use, in bytes.
+    pub cache_bytes: usize,
 }
 
 impl Default for EmbeddedOptions {
@@ -66,6 +68,7 @@ impl Default for EmbeddedOptions {
         EmbeddedOptions {
             history: HistoryWindow::default(),
             watch_buffer: 1024,
+            cache_bytes: 64 << 20,
         }
     }
 }
@@ -108,9 +111,12 @@ impl EmbeddedStore {
                 ))
             })?;
         }
-        let db = Database::create(path).map_err(|e| {
-            StoreError::Unavailable(format!("opening store {}: {e}", path.display()))
-        })?;
+        let db = redb::Builder::new()
+            .set_cache_size(options.cache_bytes)
+            .create(path)
+            .map_err(|e| {
+                StoreError::Unavailable(format!("opening store {}: {e}", path.display()))
+            })?;
         let txn = db.begin_write().map_err(db_error)?;
         {
             txn.open_table(KV).map_err(db_error)?;
