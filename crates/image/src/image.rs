@@ -43,6 +43,22 @@ pub enum ImageError {
     /// A short id matches several images.
     #[error("image id prefix {0:?} is ambiguous: it matches several images")]
     Ambiguous(String),
+    /// A name that is not a valid reference.
+    #[error(transparent)]
+    Reference(#[from] kontti_core::ReferenceError),
+    /// Removing by id an image that has several names.
+    #[error(
+        "image {id} is referenced by several names ({names}); remove them by name or use --force"
+    )]
+    MultipleNames {
+        /// The image id (short).
+        id: String,
+        /// Its names.
+        names: String,
+    },
+    /// A snapshot operation failed.
+    #[error(transparent)]
+    Snapshot(#[from] crate::snapshot::SnapshotError),
 }
 
 impl ImageError {
@@ -55,7 +71,9 @@ impl ImageError {
             ImageError::BadConfig { .. } | ImageError::LayerCountMismatch { .. } => {
                 ErrorKind::Invalid
             }
-            ImageError::Ambiguous(_) => ErrorKind::Invalid,
+            ImageError::Ambiguous(_) | ImageError::Reference(_) => ErrorKind::Invalid,
+            ImageError::MultipleNames { .. } => ErrorKind::Conflict,
+            ImageError::Snapshot(e) => e.kind(),
         }
     }
 }

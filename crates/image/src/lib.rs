@@ -48,17 +48,21 @@
 //!
 //! This crate does not talk to registries and does not run containers.
 
+pub mod archive;
 pub mod config;
 pub mod fsroot;
 mod gc;
 pub mod hash;
 mod image;
+pub mod import;
 mod lease;
+pub mod local;
 pub mod media;
 mod refs;
 pub mod rootfs;
 pub mod snapshot;
 mod store;
+pub mod time;
 pub mod unpack;
 
 pub use config::{Healthcheck, ImageConfig, ImageConfigFile};

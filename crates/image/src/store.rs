@@ -428,6 +428,11 @@ impl BlobWriter {
         Ok(())
     }
 
+    /// Discards the ingest, partial data included.
+    pub fn abort(mut self) {
+        self.failed = true;
+    }
+
     /// Verifies, syncs and moves the blob into place; returns its digest.
     /// If the blob exists already the ingest is discarded. On a mismatch the
     /// ingest is removed and nothing enters the store.

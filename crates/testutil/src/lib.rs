@@ -5,6 +5,7 @@
 //!   few files (`/etc/passwd`, `/etc/group`) that tests need.
 //! * [`Bundle`] is an OCI bundle around such a rootfs with a runc-like default
 //!   `config.json` that tests edit as JSON before writing it.
+//! * [`write_rootfs_tar`] writes such a rootfs as a tarball for `kontti import`.
 //! * [`HostSnapshot`] records the host's mounts, cgroups and processes so that a
 //!   test can assert it left nothing behind.
 //! * [`require_root`] fails loudly (never skips) when a root-only test runs
@@ -98,6 +99,27 @@ impl Rootfs {
     pub fn path(&self) -> &Path {
         &self.path
     }
+}
+
+/// Writes a busybox root filesystem as a tar archive at `path` (numeric
+/// owners, root-owned entries), ready for `kontti import`.
+pub fn write_rootfs_tar(path: &Path) -> io::Result<()> {
+    let dir = tempfile::Builder::new().prefix("kontti-rootfs-").tempdir()?;
+    Rootfs::create(dir.path())?;
+    let status = Command::new("tar")
+        .args(["--numeric-owner", "--owner=0", "--group=0", "-C"])
+        .arg(dir.path())
+        .arg("-cf")
+        .arg(path)
+        .arg(".")
+        .status()?;
+    if !status.success() {
+        return Err(io::Error::other(format!(
+            "tar failed writing {}: {status}",
+            path.display()
+        )));
+    }
+    Ok(())
 }
 
 /// An OCI bundle (a directory with `rootfs/` and `config.json`) in its own
