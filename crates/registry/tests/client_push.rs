@@ -218,3 +218,77 @@ async fn pushing_an_unknown_image_is_a_clear_error() {
     assert_eq!(e.kind(), kontti_core::ErrorKind::NotFound);
     assert_eq!(e.to_string(), "no such image: 127.0.0.1:9/none:v1");
 }
+
+#[tokio::test]
+async fn tls_registry_with_a_private_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+            .unwrap();
+    let cert = dir.path().join("cert.pem");
+    let key = dir.path().join("key.pem");
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    let storage = dir.path().join("registry");
+    let config = ServerConfig {
+        addr: "127.0.0.1:0".parse().unwrap(),
+        storage: storage.clone(),
+        tls: Some((cert.clone(), key)),
+        htpasswd: None,
+    };
+    let server = Server::bind(
+        &config,
+        Arc::new(ContentBlobs::open(&storage, "registry", false).unwrap()),
+    )
+    .await
+    .unwrap();
+    let host = server.local_addr().unwrap().to_string();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(server.serve(async {
+        let _ = rx.await;
+    }));
+    let content = dir.path().join("content");
+    let md = store_image(
+        &content,
+        &format!("{host}/tls/app:v1"),
+        &[b"over tls".to_vec()],
+    );
+    let mut registries = RegistriesConfig::default();
+    registries.ca_certs.push(cert);
+    let c = Client::new(ClientOptions {
+        registries,
+        insecure: Vec::new(),
+        credentials: CredentialStore {
+            auth_file: dir.path().join("auth.json"),
+            docker_config: None,
+            helper_dirs: Vec::new(),
+        },
+        retry: Retry::default(),
+        concurrency: 3,
+    })
+    .unwrap();
+    let r = ImageRef::parse(&format!("{host}/tls/app:v1")).unwrap();
+    assert_eq!(
+        local::push(&c, &content, &r, Arc::new(NoProgress))
+            .await
+            .unwrap(),
+        md
+    );
+    let pulled = local::pull(
+        &c,
+        &dir.path().join("fresh"),
+        &r,
+        &"linux/amd64".parse().unwrap(),
+        Arc::new(NoProgress),
+    )
+    .await
+    .unwrap();
+    assert_eq!(pulled.manifest_digest, md);
+    // Plain HTTP to the TLS port is refused by the server.
+    let plain = reqwest::Client::new()
+        .get(format!("http://{host}/v2/"))
+        .send()
+        .await;
+    assert!(plain.is_err(), "{plain:?}");
+    let _ = tx.send(());
+}

@@ -2,7 +2,8 @@
 //!
 //! HTTPS is the default. Plain HTTP is used only for registries marked
 //! insecure (the `--insecure-registry` flag or the `insecure` list of the
-//! registries config) and, as docker does, for `localhost` and 127.0.0.0/8.
+//! registries config) and, as docker does, for `localhost` and 127.0.0.0/8,
+//! and for those only when they do not answer HTTPS.
 //! Mirrors are tried in order before the registry itself, for pulls only.
 
 use std::collections::BTreeMap;
@@ -88,7 +89,9 @@ impl RegistriesConfig {
         out
     }
 
-    /// The base URL of `host`'s API.
+    /// The base URL of `host`'s API when it is not probed: plain HTTP for
+    /// insecure and loopback registries (the client probes those for HTTPS
+    /// first).
     pub fn base_url(&self, host: &str) -> String {
         let scheme = if self.is_insecure(host) {
             "http"

@@ -84,6 +84,7 @@ pub struct Client {
     credentials: CredentialStore,
     retry: Retry,
     concurrency: usize,
+    bases: tokio::sync::Mutex<std::collections::HashMap<String, String>>,
 }
 
 /// What a pull fetched.
@@ -148,10 +149,42 @@ impl Client {
             credentials: opts.credentials,
             retry: opts.retry,
             concurrency: opts.concurrency.max(1),
+            bases: tokio::sync::Mutex::new(std::collections::HashMap::new()),
         })
     }
 
-    fn repo(
+    /// The base URL for `host`: HTTPS, except for insecure and loopback
+    /// registries, which get HTTPS when they answer it (a quick `GET /v2/`
+    /// probe, as docker does) and plain HTTP otherwise.
+    async fn base_url(&self, host: &str) -> String {
+        let https = format!("https://{host}");
+        if !self.registries.is_insecure(host) {
+            return https;
+        }
+        if let Some(b) = self.bases.lock().await.get(host) {
+            return b.clone();
+        }
+        let probe = self
+            .http
+            .get(format!("{https}/v2/"))
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await;
+        let base = match probe {
+            Ok(_) => https,
+            Err(e) => {
+                tracing::debug!(%host, error = %error::chain(&e), "no HTTPS, using plain HTTP");
+                format!("http://{host}")
+            }
+        };
+        self.bases
+            .lock()
+            .await
+            .insert(host.to_owned(), base.clone());
+        base
+    }
+
+    async fn repo(
         &self,
         registry: &str,
         host: &str,
@@ -161,7 +194,7 @@ impl Client {
         let creds = self.credentials.get(registry)?;
         Ok(Repo::new(
             self.http.clone(),
-            self.registries.base_url(host),
+            self.base_url(host).await,
             registry.to_owned(),
             name.to_owned(),
             creds,
@@ -176,7 +209,7 @@ impl Client {
         let host = config::api_host(registry);
         let mut repo = Repo::new(
             self.http.clone(),
-            self.registries.base_url(host),
+            self.base_url(host).await,
             registry.to_owned(),
             String::new(),
             Some(creds.clone()),
@@ -205,7 +238,9 @@ impl Client {
         let endpoints = self.registries.pull_endpoints(registry);
         let mut last_err = None;
         for (i, host) in endpoints.iter().enumerate() {
-            let repo = self.repo(registry, host, reference.repository(), false)?;
+            let repo = self
+                .repo(registry, host, reference.repository(), false)
+                .await?;
             let resolved = self.resolve(&repo, reference, platform).await;
             match resolved {
                 Ok(r) => return self.fetch_image(repo, r, store, progress).await,
@@ -366,7 +401,9 @@ impl Client {
     ) -> Result<Digest, ClientError> {
         let registry = reference.registry();
         let host = config::api_host(registry);
-        let repo = self.repo(registry, host, reference.repository(), true)?;
+        let repo = self
+            .repo(registry, host, reference.repository(), true)
+            .await?;
         push::push(repo, reference, image, store, progress, self.concurrency).await
     }
 }

@@ -129,6 +129,11 @@ impl Drop for Scripted {
 }
 
 fn serve(conn: TcpStream, handler: &Handler, log: &Mutex<Vec<Req>>) {
+    // A TLS ClientHello (a client probing for HTTPS): this is plain HTTP.
+    let mut first = [0u8; 1];
+    if conn.peek(&mut first).map_or(true, |n| n == 0) || first[0] == 0x16 {
+        return;
+    }
     let mut reader = BufReader::new(conn.try_clone().unwrap());
     let mut line = String::new();
     if reader.read_line(&mut line).unwrap_or(0) == 0 {
