@@ -4,8 +4,30 @@
 //!
 //! [`StepEnv`]: crate::StepEnv
 
-use crate::ast::{CopySource, FileCopy, Heredoc, Instruction, KeyValue, Mount, Run};
+use crate::ast::{
+    CopySource, FileCopy, Heredoc, Instruction, InstructionNode, KeyValue, Mount, Run,
+};
+use crate::error::{ParseError, SyntaxError};
 use crate::expand::{ExpandError, Variables, expand_word};
+
+impl InstructionNode {
+    /// [`Instruction::expanded`], with an error that names the file, line
+    /// and column of the instruction (`Dockerfile:7:1: NAME: required`).
+    pub fn expanded_in<V: Variables + ?Sized>(
+        &self,
+        vars: &V,
+        escape: char,
+        file: &str,
+    ) -> Result<Instruction, ParseError> {
+        self.instruction
+            .expanded(vars, escape)
+            .map_err(|e| ParseError {
+                file: file.to_string(),
+                position: Some(self.span.start),
+                error: SyntaxError::Expansion(e),
+            })
+    }
+}
 
 impl Instruction {
     /// The instruction with variables substituted where Docker does it: ADD,
@@ -159,6 +181,21 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
+    use crate::parser::{ParseOptions, parse};
+
+    #[test]
+    fn expansion_errors_carry_the_position() {
+        let df = parse(
+            "FROM a\n  WORKDIR ${DIR:?must be set}\n",
+            &ParseOptions::default(),
+        )
+        .expect("parses");
+        let node = &df.stages[0].instructions[0];
+        let err = node
+            .expanded_in(&BTreeMap::new(), '\\', "Dockerfile")
+            .expect_err("unset");
+        assert_eq!(err.to_string(), "Dockerfile:2:3: DIR: must be set");
+    }
 
     #[test]
     fn heredoc_keeps_quotes() {
