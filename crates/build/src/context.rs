@@ -302,10 +302,23 @@ impl BuildContext {
     /// (directories). Size and modification time are not used: only content
     /// decides.
     pub fn digest(&self, sources: &[&str]) -> Result<ContentDigest, ContextError> {
+        self.digest_excluding(sources, &[])
+    }
+
+    /// [`digest`](Self::digest) for `COPY --exclude=PATTERN`: entries that
+    /// an exclude pattern matches (or that are under a matched directory)
+    /// are left out.
+    pub fn digest_excluding(
+        &self,
+        sources: &[&str],
+        excludes: &[&str],
+    ) -> Result<ContentDigest, ContextError> {
+        let exclude = Dockerignore::parse(&excludes.join("\n"))?;
         let mut selected = Vec::new();
         for s in sources {
             selected.extend(self.select(s)?);
         }
+        selected.retain(|i| !exclude.is_excluded(&self.entries[*i].path));
         selected.sort_unstable();
         selected.dedup();
         self.hash_contents(&selected)?;

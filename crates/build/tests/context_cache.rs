@@ -111,6 +111,20 @@ fn globs_select_matching_entries_and_their_contents() -> Result<()> {
     Ok(())
 }
 
+#[test]
+fn copy_exclude_leaves_files_out_of_the_digest() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    write(dir.path(), "src/a.rs", "a")?;
+    write(dir.path(), "src/README.md", "docs")?;
+    let ctx = BuildContext::scan(dir.path(), &Default::default(), &[])?;
+    let before = ctx.digest_excluding(&["src"], &["**/*.md"])?;
+    assert_ne!(before, ctx.digest(&["src"])?);
+    write(dir.path(), "src/README.md", "changed docs")?;
+    let ctx = BuildContext::scan(dir.path(), &Default::default(), &[])?;
+    assert_eq!(before, ctx.digest_excluding(&["src"], &["**/*.md"])?);
+    Ok(())
+}
+
 /// A context with a few files and the key of `COPY . /app` after ENV.
 struct Fixture {
     dir: tempfile::TempDir,
