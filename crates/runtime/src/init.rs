@@ -117,6 +117,8 @@ fn setup_container(ctx: InitContext<'_>) -> Result<Never, RuntimeError> {
         })?;
         process::setup_terminal(ctx.process, console, true)?;
     }
+    // sysctls go in before /proc/sys becomes read-only
+    rootfs::sysctls(ctx.spec)?;
     rootfs::finish(ctx.spec)?;
     if let Some(h) = ctx.spec.hostname().as_deref().filter(|h| !h.is_empty()) {
         sp::sethostname(h).ctx(|| format!("hostname: set {h:?}"))?;
@@ -124,7 +126,6 @@ fn setup_container(ctx: InitContext<'_>) -> Result<Never, RuntimeError> {
     if let Some(d) = ctx.spec.domainname().as_deref().filter(|d| !d.is_empty()) {
         sp::setdomainname(d).ctx(|| format!("domainname: set {d:?}"))?;
     }
-    rootfs::sysctls(ctx.spec)?;
     let setgroups = !ctx.new_userns || setgroups_allowed();
     let plan = finish_process(ctx.process, ctx.seccomp, setgroups, true)?;
     // `create` exits once the container is created: the init must outlive it
