@@ -347,30 +347,39 @@ fn login_logout_against_htpasswd_registry() {
 fn bad_input_is_refused_with_one_clear_line() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("root");
-    for (args, needle) in [
-        (vec!["pull", "Bad Name"], "invalid image reference"),
+    // Exit codes follow the error kind: 5 invalid, 2 not found, 6 unavailable.
+    for (args, needle, code) in [
+        (vec!["pull", "Bad Name"], "invalid image reference", 5),
         (
             vec!["pull", "--platform", "linux", "127.0.0.1:1/x"],
             "invalid platform",
+            5,
         ),
-        (vec!["push", "127.0.0.1:1/never:pulled"], "no such image"),
+        (vec!["push", "127.0.0.1:1/never:pulled"], "no such image", 2),
+        (
+            vec!["pull", "-q", "127.0.0.1:1/closed:port"],
+            "127.0.0.1:1",
+            6,
+        ),
     ] {
         let o = kontti(&root, &args);
-        assert!(!o.status.success(), "{args:?}");
+        assert_eq!(
+            o.status.code(),
+            Some(code),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         let e = String::from_utf8_lossy(&o.stderr);
         assert!(e.contains(needle), "{args:?}: {e}");
         assert_eq!(e.trim().lines().count(), 1, "{args:?}: {e}");
     }
-    let (mut p, _) = (
-        Command::new(KONTTI)
-            .args(["registry", "serve", "--addr", "127.0.0.1:0", "--storage"])
-            .arg(dir.path().join("s"))
-            .args(["--htpasswd", "/nonexistent/htpasswd"])
-            .output()
-            .unwrap(),
-        (),
-    );
-    assert!(!p.status.success());
+    let mut p = Command::new(KONTTI)
+        .args(["registry", "serve", "--addr", "127.0.0.1:0", "--storage"])
+        .arg(dir.path().join("s"))
+        .args(["--htpasswd", "/nonexistent/htpasswd"])
+        .output()
+        .unwrap();
+    assert_eq!(p.status.code(), Some(2), "htpasswd file not found");
     p.stderr.truncate(400);
     assert!(String::from_utf8_lossy(&p.stderr).contains("/nonexistent/htpasswd"));
 }

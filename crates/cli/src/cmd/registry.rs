@@ -336,3 +336,30 @@ fn prompt(what: &str) -> anyhow::Result<String> {
     std::io::stdin().lock().read_line(&mut line)?;
     Ok(line.trim_end_matches(['\n', '\r']).to_owned())
 }
+
+/// The exit code for a registry command's error, from its error kind.
+pub fn exit_code(e: &anyhow::Error) -> Option<i32> {
+    use kontti_registry::client::ClientError;
+    use kontti_registry::client::auth::AuthError;
+    use kontti_registry::local::LocalError;
+    use kontti_registry::server::ServeError;
+    if let Some(e) = e.downcast_ref::<LocalError>() {
+        return Some(e.kind().exit_code());
+    }
+    if let Some(e) = e.downcast_ref::<ClientError>() {
+        return Some(e.kind().exit_code());
+    }
+    if let Some(e) = e.downcast_ref::<AuthError>() {
+        return Some(e.kind().exit_code());
+    }
+    if let Some(e) = e.downcast_ref::<ServeError>() {
+        return Some(e.kind().exit_code());
+    }
+    if e.downcast_ref::<kontti_core::ReferenceError>().is_some()
+        || e.downcast_ref::<kontti_registry::client::platform::PlatformError>()
+            .is_some()
+    {
+        return Some(kontti_core::ErrorKind::Invalid.exit_code());
+    }
+    None
+}
