@@ -20,6 +20,7 @@ mod bridge;
 pub mod dns;
 mod driver;
 mod ipam;
+mod netlink;
 mod networks;
 mod nft;
 mod routes;

@@ -34,13 +34,14 @@ impl RecordsFile {
         serde_json::from_slice(&bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
     }
 
-    /// Replaces the file atomically (write a sibling, then rename).
+    /// Replaces the file atomically (write a sibling, then rename). Not
+    /// synced to disk: the file is derived from the network's state and
+    /// rewritten on every change.
     pub fn store(&self, path: &Path) -> io::Result<()> {
         let tmp = tmp_sibling(path);
         let bytes = serde_json::to_vec_pretty(self).map_err(io::Error::other)?;
         let mut f = File::create(&tmp)?;
         f.write_all(&bytes)?;
-        f.sync_all()?;
         fs::rename(&tmp, path)
     }
 
