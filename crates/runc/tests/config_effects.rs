@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{scratch, World};
+use common::{World, scratch};
 use serde_json::json;
 
 #[test]
@@ -64,7 +64,10 @@ fn all_five_capability_sets() {
 fn default_capabilities_for_root() {
     let mut w = World::new("rootcaps", &["true"]);
     let (_, out) = w.sh("grep -E '^Cap(Bnd|Eff)' /proc/self/status");
-    assert_eq!(out, "CapEff:\t0000000020000420\nCapBnd:\t0000000020000420\n");
+    assert_eq!(
+        out,
+        "CapEff:\t0000000020000420\nCapBnd:\t0000000020000420\n"
+    );
     w.assert_clean();
 }
 
@@ -138,7 +141,10 @@ fn mounts_tmpfs_and_readonly_bind() {
     mounts.push(json!({"destination": "/data", "type": "bind", "source": src, "options": ["rbind", "ro", "nosuid", "rprivate"]}));
     let (code, out) = w.sh("grep ' /mnt/t ' /proc/self/mountinfo | cut -d' ' -f6; stat -c %a /mnt/t; cat /data/file; touch /data/x 2>/dev/null && echo written || echo refused; grep ' /data ' /proc/self/mountinfo | cut -d' ' -f6");
     assert_eq!(code, 0, "{out}");
-    assert_eq!(out, "rw,nosuid,nodev,relatime\n700\nfrom host\nrefused\nro,nosuid,relatime\n");
+    assert_eq!(
+        out,
+        "rw,nosuid,nodev,relatime\n700\nfrom host\nrefused\nro,nosuid,relatime\n"
+    );
     assert!(!src.join("x").exists());
     std::fs::remove_dir_all(src).unwrap();
     w.assert_clean();
@@ -158,7 +164,10 @@ fn default_mounts_and_devices() {
 fn user_namespace_with_id_maps() {
     let mut w = World::new("userns", &["true"]);
     let c = w.config();
-    c["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "user"}));
+    c["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "user"}));
     c["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
     c["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
     let (code, out) = w.sh("id -u; cat /proc/self/uid_map /proc/self/gid_map | tr -s ' '");
@@ -191,18 +200,27 @@ fn all_six_hooks_run_with_the_state() {
         "poststop": [host_hook("poststop")]
     });
     let out = w.run();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let id = w.id.clone();
     for (phase, path, status) in [
         ("prestart", dir.join("prestart"), "creating"),
         ("createRuntime", dir.join("createRuntime"), "creating"),
         ("createContainer", dir.join("createContainer"), "creating"),
-        ("startContainer", w.bundle.rootfs().join("tmp/startContainer"), "creating"),
+        (
+            "startContainer",
+            w.bundle.rootfs().join("tmp/startContainer"),
+            "creating",
+        ),
         ("poststart", dir.join("poststart"), "running"),
         ("poststop", dir.join("poststop"), "stopped"),
     ] {
         let text = std::fs::read(&path).unwrap_or_else(|e| panic!("{phase} hook did not run: {e}"));
-        let v: serde_json::Value = serde_json::from_slice(&text).unwrap_or_else(|e| panic!("{phase}: {e}"));
+        let v: serde_json::Value =
+            serde_json::from_slice(&text).unwrap_or_else(|e| panic!("{phase}: {e}"));
         assert_eq!(v["id"], id.as_str(), "{phase}");
         assert_eq!(v["status"], status, "{phase}");
     }
@@ -222,11 +240,18 @@ fn a_failing_hook_fails_create_and_leaves_nothing() {
 
 #[test]
 fn no_pivot_uses_move_and_chroot() {
-    let mut w = World::new("nopivot", &["sh", "-c", "ls /bin/busybox; cat /proc/1/comm"]);
+    let mut w = World::new(
+        "nopivot",
+        &["sh", "-c", "ls /bin/busybox; cat /proc/1/comm"],
+    );
     w.write();
     let b = w.bundle.path().to_str().unwrap().to_owned();
     let out = w.runc(&["run", "--no-pivot", "--bundle", &b, &w.id]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "/bin/busybox\ncat\n");
     w.assert_clean();
 }
@@ -265,7 +290,10 @@ fn resources_reach_the_cgroup_and_a_parent_path_is_honoured() {
     let (code, out) = w.sh("cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max; grep -c ':/$' /proc/self/cgroup >/dev/null && echo nsroot");
     assert_eq!(code, 0, "{out}");
     assert_eq!(out, "67108864\n10\nnsroot\n");
-    assert!(!std::path::Path::new(&format!("/sys/fs/cgroup/memory/{parent}")).exists(), "parent cgroup left behind");
+    assert!(
+        !std::path::Path::new(&format!("/sys/fs/cgroup/memory/{parent}")).exists(),
+        "parent cgroup left behind"
+    );
     w.assert_clean();
 }
 
@@ -273,7 +301,14 @@ fn resources_reach_the_cgroup_and_a_parent_path_is_honoured() {
 fn terminal_goes_through_the_console_socket() {
     use std::os::fd::AsFd;
     use std::os::unix::net::UnixListener;
-    let mut w = World::new("tty", &["sh", "-c", "tty; stty size; readlink /dev/console >/dev/null || echo console-bound"]);
+    let mut w = World::new(
+        "tty",
+        &[
+            "sh",
+            "-c",
+            "tty; stty size; readlink /dev/console >/dev/null || echo console-bound",
+        ],
+    );
     w.config()["process"]["terminal"] = json!(true);
     w.config()["process"]["consoleSize"] = json!({"height": 30, "width": 100});
     let dir = scratch();
@@ -297,8 +332,19 @@ fn terminal_goes_through_the_console_socket() {
     });
     w.write();
     let b = w.bundle.path().to_str().unwrap().to_owned();
-    let out = w.runc(&["run", "--console-socket", sock.to_str().unwrap(), "--bundle", &b, &w.id]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = w.runc(&[
+        "run",
+        "--console-socket",
+        sock.to_str().unwrap(),
+        "--bundle",
+        &b,
+        &w.id,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = reader.join().unwrap();
     assert_eq!(text, "/dev/pts/0\n30 100\nconsole-bound\n");
     std::fs::remove_dir_all(dir).unwrap();

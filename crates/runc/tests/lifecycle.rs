@@ -3,13 +3,18 @@
 
 mod common;
 
-use common::{one_line_error, World, BIN};
+use common::{BIN, World, one_line_error};
 
 #[test]
 fn run_propagates_the_exit_status() {
     let mut w = World::new("exit", &["sh", "-c", "exit 7"]);
     let out = w.run();
-    assert_eq!(out.status.code(), Some(7), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(7),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     w.assert_clean();
 }
 
@@ -39,13 +44,21 @@ fn create_start_kill_delete_follow_the_state_machine() {
     let mut w = World::new("cycle", &["sleep", "100"]);
     w.config()["annotations"] = serde_json::json!({"org.example.key": "value"});
     let out = w.create();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let st = w.state();
     assert_eq!(st["status"], "created");
     assert_eq!(st["annotations"]["org.example.key"], "value");
     assert!(st["pid"].as_i64().unwrap() > 0);
     let start = w.runc(&["start", &w.id]);
-    assert!(start.status.success(), "{}", String::from_utf8_lossy(&start.stderr));
+    assert!(
+        start.status.success(),
+        "{}",
+        String::from_utf8_lossy(&start.stderr)
+    );
     assert_eq!(w.status(), "running");
     // the process is sleep, not the runtime, once started
     let pid = w.state()["pid"].as_i64().unwrap();
@@ -61,7 +74,11 @@ fn create_start_kill_delete_follow_the_state_machine() {
     }
     assert_eq!(w.status(), "stopped");
     let del = w.runc(&["delete", &w.id]);
-    assert!(del.status.success(), "{}", String::from_utf8_lossy(&del.stderr));
+    assert!(
+        del.status.success(),
+        "{}",
+        String::from_utf8_lossy(&del.stderr)
+    );
     w.assert_clean();
 }
 
@@ -83,11 +100,32 @@ fn exec_joins_the_container() {
     let mut w = World::new("exec", &["sleep", "100"]);
     assert!(w.create().status.success());
     assert!(w.runc(&["start", &w.id]).status.success());
-    let out = w.runc(&["exec", "--env", "FOO=bar", "--cwd", "/tmp", &w.id, "sh", "-c", "hostname; echo $FOO; pwd; cat /proc/1/comm; exit 3"]);
-    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "kontti\nbar\n/tmp\nsleep\n");
+    let out = w.runc(&[
+        "exec",
+        "--env",
+        "FOO=bar",
+        "--cwd",
+        "/tmp",
+        &w.id,
+        "sh",
+        "-c",
+        "hostname; echo $FOO; pwd; cat /proc/1/comm; exit 3",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "kontti\nbar\n/tmp\nsleep\n"
+    );
     let out = w.runc(&["exec", "--user", "1000:1000", &w.id, "id"]);
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "uid=1000(user) gid=1000(user)");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "uid=1000(user) gid=1000(user)"
+    );
     assert!(w.runc(&["delete", "--force", &w.id]).status.success());
     w.assert_clean();
 }
@@ -105,10 +143,31 @@ fn exec_with_a_process_file_and_detach_writes_the_pid_file() {
     )
     .unwrap();
     let pid_file = dir.join("pid");
-    let out = w.runc_detached(&["exec", "--detach", "--pid-file", pid_file.to_str().unwrap(), "--process", proc_json.to_str().unwrap(), &w.id]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let pid: i32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
-    assert_eq!(std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap().trim(), "sleep");
+    let out = w.runc_detached(&[
+        "exec",
+        "--detach",
+        "--pid-file",
+        pid_file.to_str().unwrap(),
+        "--process",
+        proc_json.to_str().unwrap(),
+        &w.id,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(format!("/proc/{pid}/comm"))
+            .unwrap()
+            .trim(),
+        "sleep"
+    );
     let ps = w.runc(&["ps", "--format", "json", &w.id]);
     let pids: Vec<i32> = serde_json::from_slice(&ps.stdout).unwrap();
     assert!(pids.contains(&pid), "{pids:?} lacks {pid}");
@@ -154,27 +213,51 @@ fn list_shows_containers_as_table_and_json() {
 #[test]
 fn spec_writes_a_config_run_accepts_and_refuses_to_overwrite() {
     let dir = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(BIN).args(["spec", "--bundle"]).arg(dir.path()).output().unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["spec", "--bundle"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
     assert!(out.status.success());
-    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join("config.json")).unwrap()).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("config.json")).unwrap()).unwrap();
     assert_eq!(v["process"]["args"][0], "sh");
     assert_eq!(v["root"]["path"], "rootfs");
-    let again = std::process::Command::new(BIN).args(["spec", "--bundle"]).arg(dir.path()).output().unwrap();
+    let again = std::process::Command::new(BIN)
+        .args(["spec", "--bundle"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
     let err = one_line_error(&again);
     assert!(err.contains("config.json"), "{err}");
     let rootless = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(BIN).args(["spec", "--rootless", "--bundle"]).arg(rootless.path()).output().unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["spec", "--rootless", "--bundle"])
+        .arg(rootless.path())
+        .output()
+        .unwrap();
     assert!(out.status.success());
-    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(rootless.path().join("config.json")).unwrap()).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(rootless.path().join("config.json")).unwrap())
+            .unwrap();
     assert!(v["linux"]["uidMappings"].is_array());
 }
 
 #[test]
 fn features_is_the_spec_document() {
-    let out = std::process::Command::new(BIN).arg("features").output().unwrap();
+    let out = std::process::Command::new(BIN)
+        .arg("features")
+        .output()
+        .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["ociVersionMax"], "1.2.0");
-    assert!(v["linux"]["namespaces"].as_array().unwrap().iter().any(|n| n == "user"));
+    assert!(
+        v["linux"]["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n == "user")
+    );
     assert!(v["hooks"].as_array().unwrap().len() == 6);
 }
 
