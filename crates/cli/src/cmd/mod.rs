@@ -8,6 +8,8 @@ mod server;
 
 mod registry;
 
+mod image;
+
 /// What every subcommand gets from the global flags.
 pub struct Context {
     /// `--root`: the state root.
@@ -24,6 +26,9 @@ pub enum Command {
     /// Registry commands: pull, push, login, logout, registry serve.
     #[command(flatten)]
     Registry(registry::RegistryCommand),
+    /// Local image commands: images, rmi, tag, save, load, import, image ...
+    #[command(flatten)]
+    Image(image::ImageCommand),
 }
 
 /// Runs a subcommand; returns the process exit code.
@@ -35,6 +40,7 @@ pub fn run(_ctx: Context, cmd: Command) -> anyhow::Result<i32> {
         }
         Command::Server(c) => server::run(&_ctx, c),
         Command::Registry(c) => registry::run(&_ctx, c),
+        Command::Image(c) => image::run(&_ctx, c),
     }
 }
 
@@ -42,6 +48,9 @@ pub fn run(_ctx: Context, cmd: Command) -> anyhow::Result<i32> {
 pub fn exit_code(_e: &anyhow::Error) -> i32 {
     if let Some(code) = registry::exit_code(_e) {
         return code;
+    }
+    if let Some(kind) = image::error_kind(_e) {
+        return kind.exit_code();
     }
     1
 }
