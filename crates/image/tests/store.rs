@@ -238,3 +238,68 @@ fn set_ref_requires_the_target() {
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::NotFound);
 }
+
+#[test]
+fn unknown_media_types_and_missing_platforms_are_clear_errors() {
+    let (_d, s) = store();
+    let lease = s.lease("test").unwrap();
+    let layer = s.put(&lease, b"layer", None).unwrap();
+    let cfg = format!(
+        r#"{{"architecture":"arm64","os":"linux","rootfs":{{"type":"layers","diff_ids":["{layer}"]}}}}"#
+    );
+    let c = s.put(&lease, cfg.as_bytes(), None).unwrap();
+    let manifest = |layer_type: &str| {
+        format!(
+            r#"{{"schemaVersion":2,"mediaType":"{}","config":{{"mediaType":"{}","digest":"{c}","size":{}}},"layers":[{{"mediaType":"{layer_type}","digest":"{layer}","size":5}}]}}"#,
+            media::OCI_MANIFEST,
+            media::OCI_CONFIG,
+            cfg.len()
+        )
+    };
+    // A layer of a type kontti cannot unpack.
+    let m = manifest("application/x-mystery");
+    let md = s.put(&lease, m.as_bytes(), None).unwrap();
+    let r = ImageRef::parse("mystery").unwrap();
+    s.set_ref(
+        &r,
+        &Descriptor::new(media::OCI_MANIFEST, md, m.len() as u64),
+    )
+    .unwrap();
+    let e = kontti_image::Image::open(&s, &r).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("unsupported media type \"application/x-mystery\" for a layer"),
+        "{e}"
+    );
+    assert_eq!(e.kind(), ErrorKind::Invalid);
+
+    // An index that only has arm64.
+    let m = manifest(media::OCI_LAYER_TAR);
+    let md = s.put(&lease, m.as_bytes(), None).unwrap();
+    let idx = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{}","manifests":[{{"mediaType":"{}","digest":"{md}","size":{},"platform":{{"os":"linux","architecture":"arm64"}}}}]}}"#,
+        media::OCI_INDEX,
+        media::OCI_MANIFEST,
+        m.len()
+    );
+    let id = s.put(&lease, idx.as_bytes(), None).unwrap();
+    let r = ImageRef::parse("armonly").unwrap();
+    s.set_ref(&r, &Descriptor::new(media::OCI_INDEX, id, idx.len() as u64))
+        .unwrap();
+    let amd64: kontti_image::PlatformSpec = "linux/amd64".parse().unwrap();
+    let e = kontti_image::Image::open_for(&s, &r, &amd64).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("no manifest for platform linux/amd64"),
+        "{e}"
+    );
+    assert!(e.to_string().contains("available: linux/arm64"), "{e}");
+    assert_eq!(e.kind(), ErrorKind::NotFound);
+    let arm64: kontti_image::PlatformSpec = "linux/arm64".parse().unwrap();
+    let img = kontti_image::Image::open_for(&s, &r, &arm64).unwrap();
+    assert_eq!(img.manifest_descriptor.digest, md);
+    // GC keeps what the index references.
+    drop(lease);
+    s.gc().unwrap();
+    assert!(s.has(&md) && s.has(&c) && s.has(&layer));
+}
