@@ -59,7 +59,11 @@ impl NetworkDriver for BridgeDriver {
                 return Err(DriverError::NotABridge(br.clone()));
             }
         } else {
-            sock.create_bridge(br, net.mtu)
+            // A fixed MAC: a bridge without one takes the lowest MAC of its
+            // ports and changes it when ports leave, which strands the
+            // gateway in the containers' ARP caches for seconds.
+            let [a, b, c, d] = net.gateway.octets();
+            sock.create_bridge(br, [0x02, 0x6b, a, b, c, d], net.mtu)
                 .map_err(nl(format!("create bridge {br}")))?;
         }
         let configured = sock

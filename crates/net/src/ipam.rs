@@ -195,33 +195,12 @@ impl Ipam {
             if state.networks.contains_key(network) {
                 return Err(IpamError::NetworkExists(network.to_owned()));
             }
-            let taken = |candidate: &Ipv4Net| -> Option<String> {
-                if let Some((name, _)) = state
-                    .networks
-                    .iter()
-                    .find(|(_, n)| n.subnet.overlaps(candidate))
-                {
-                    return Some(format!("network {name}"));
-                }
-                host.iter()
-                    .find(|r| r.overlaps(candidate))
-                    .map(|r| format!("host route {r}"))
-            };
-            let subnet = match requested {
-                Some(subnet) => {
-                    if let Some(other) = taken(&subnet) {
-                        return Err(IpamError::Overlap { subnet, other });
-                    }
-                    subnet
-                }
-                None => *self
-                    .pool
-                    .iter()
-                    .find(|c| taken(c).is_none())
-                    .ok_or_else(|| IpamError::PoolExhausted {
-                        pool: describe_pool(&self.pool),
-                    })?,
-            };
+            let held: Vec<(&str, Ipv4Net)> = state
+                .networks
+                .iter()
+                .map(|(n, l)| (n.as_str(), l.subnet))
+                .collect();
+            let subnet = pick_subnet(&self.pool, &held, &host, requested)?;
             state.networks.insert(
                 network.to_owned(),
                 NetworkLeases {
@@ -310,6 +289,38 @@ impl Ipam {
                 .map(|n| n.leases.iter().map(|(ip, o)| (*ip, o.clone())).collect())
                 .unwrap_or_default())
         })
+    }
+}
+
+/// Chooses a subnet: `requested` if nothing in `held` (other networks) or
+/// `routes` (the host's) overlaps it, else the first such subnet of `pool`.
+fn pick_subnet(
+    pool: &[Ipv4Net],
+    held: &[(&str, Ipv4Net)],
+    routes: &[Ipv4Net],
+    requested: Option<Ipv4Net>,
+) -> Result<Ipv4Net, IpamError> {
+    let taken = |candidate: &Ipv4Net| -> Option<String> {
+        if let Some((name, _)) = held.iter().find(|(_, s)| s.overlaps(candidate)) {
+            return Some(format!("network {name}"));
+        }
+        routes
+            .iter()
+            .find(|r| r.overlaps(candidate))
+            .map(|r| format!("host route {r}"))
+    };
+    match requested {
+        Some(subnet) => match taken(&subnet) {
+            Some(other) => Err(IpamError::Overlap { subnet, other }),
+            None => Ok(subnet),
+        },
+        None => pool
+            .iter()
+            .find(|c| taken(c).is_none())
+            .copied()
+            .ok_or_else(|| IpamError::PoolExhausted {
+                pool: describe_pool(pool),
+            }),
     }
 }
 
@@ -415,6 +426,25 @@ mod tests {
         let ipam = Ipam::new(dir.path(), pool(&["10.204.0.0/24"]));
         let err = ipam.allocate_subnet("a", None).unwrap_err();
         assert!(err.to_string().contains("is corrupt"), "{err}");
+    }
+
+    #[test]
+    fn the_default_pool_skips_docker0_and_other_routes() {
+        let routes = pool(&["192.0.2.0/24", "172.17.0.0/16", "172.18.5.0/24"]);
+        let held = [("a", "172.19.0.0/16".parse().unwrap())];
+        let got = pick_subnet(&default_pool(), &held, &routes, None).unwrap();
+        assert_eq!(got.to_string(), "172.20.0.0/16");
+        let err = pick_subnet(
+            &default_pool(),
+            &held,
+            &routes,
+            Some("172.17.3.0/24".parse().unwrap()),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "subnet 172.17.3.0/24 overlaps host route 172.17.0.0/16"
+        );
     }
 
     #[test]

@@ -30,6 +30,7 @@ const NLM_F_REPLACE: u16 = 0x100;
 const NLM_F_EXCL: u16 = 0x200;
 const NLM_F_CREATE: u16 = 0x400;
 
+const IFLA_ADDRESS: u16 = 1;
 const IFLA_IFNAME: u16 = 3;
 const IFLA_MTU: u16 = 4;
 const IFLA_MASTER: u16 = 10;
@@ -217,10 +218,12 @@ impl Netlink {
         })
     }
 
-    /// `ip link add NAME mtu MTU type bridge`.
-    pub(crate) fn create_bridge(&mut self, name: &str, mtu: u32) -> io::Result<()> {
+    /// `ip link add NAME address MAC mtu MTU type bridge`.
+    pub(crate) fn create_bridge(&mut self, name: &str, mac: [u8; 6], mtu: u32) -> io::Result<()> {
         let mut m = Message::new(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL).ifinfo(0, 0, 0);
-        m.attr_str(IFLA_IFNAME, name).attr_u32(IFLA_MTU, mtu);
+        m.attr_str(IFLA_IFNAME, name)
+            .attr(IFLA_ADDRESS, &mac)
+            .attr_u32(IFLA_MTU, mtu);
         m.begin(IFLA_LINKINFO)
             .attr_str(IFLA_INFO_KIND, "bridge")
             .end();

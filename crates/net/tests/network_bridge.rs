@@ -79,8 +79,12 @@ fn network_two_containers_ping_and_resolve_by_name() {
         let out = a.run(&["nslookup", "example.com", &gw]);
         assert!(!out.status.success(), "example.com resolved: {out:?}");
 
-        // A disconnected container's name disappears.
+        // A disconnected container's name disappears; the bridge keeps its
+        // MAC when ports leave (else the gateway is unreachable for seconds).
+        let mac = || fs::read_to_string(format!("/sys/class/net/{bridge}/address")).unwrap();
+        assert_eq!(mac().trim(), "02:6b:0a:e7:00:01");
         nets.disconnect("front", "beta").unwrap();
+        assert_eq!(mac().trim(), "02:6b:0a:e7:00:01");
         assert!(!a.run(&["nslookup", "beta", &gw]).status.success());
         assert!(
             !a.run(&["ping", "-c", "1", "-W", "1", &ip_b.to_string()])
