@@ -160,6 +160,18 @@ pub fn decode_body(content_type: &str, bytes: &[u8]) -> Result<Value, ApiError> 
     })
 }
 
+/// Reads and discards up to 4 × [`MAX_BODY`] of a refused body, so that an HTTP/1.1 client that is
+/// still sending gets the 413 rather than a reset connection. Nothing is kept.
+async fn drain(mut body: Incoming) {
+    let mut seen = 0usize;
+    while seen < 4 * MAX_BODY {
+        match body.frame().await {
+            Some(Ok(f)) => seen += f.data_ref().map_or(0, |d| d.len()),
+            _ => return,
+        }
+    }
+}
+
 async fn read_body(req: Request<Incoming>) -> Result<(String, Bytes), ApiError> {
     let ct = header(&req, hyper::header::CONTENT_TYPE).to_string();
     if let Some(len) = req
@@ -169,6 +181,7 @@ async fn read_body(req: Request<Incoming>) -> Result<(String, Bytes), ApiError> 
         .and_then(|v| v.parse::<usize>().ok())
         && len > MAX_BODY
     {
+        drain(req.into_body()).await;
         return Err(ApiError::TooLarge { limit: MAX_BODY });
     }
     let body = Limited::new(req.into_body(), MAX_BODY)

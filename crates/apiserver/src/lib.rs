@@ -13,6 +13,7 @@
 pub mod admission;
 pub mod api;
 pub mod apply;
+pub mod bench;
 pub mod controllers;
 pub mod convert;
 pub mod discovery;

@@ -15,6 +15,9 @@ use crate::query::Query;
 use crate::resources::{ResourceDef, Subresource, find};
 use crate::selector::Selector;
 
+/// How often a patch or delete is retried when a concurrent writer changed the object meanwhile.
+const PATCH_RETRIES: usize = 100;
+
 /// The patch formats, by request content type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PatchType {
@@ -547,7 +550,7 @@ impl Registry {
         sub: Option<Subresource>,
         q: &Query,
     ) -> Result<(Value, Vec<String>, bool), ApiError> {
-        for _ in 0..16 {
+        for _ in 0..PATCH_RETRIES {
             let (old, rev) = match self.get(def, ns, name).await {
                 Ok(x) => x,
                 Err(ApiError::NotFound { .. }) if ptype == PatchType::Apply && sub.is_none() => {
@@ -673,7 +676,7 @@ impl Registry {
         name: &str,
         q: &Query,
     ) -> Result<(Value, bool), ApiError> {
-        for _ in 0..16 {
+        for _ in 0..PATCH_RETRIES {
             let (mut obj, rev) = self.get(def, ns, name).await?;
             let policy = q.propagation_policy.as_deref().unwrap_or("Background");
             let meta = &mut obj["metadata"];

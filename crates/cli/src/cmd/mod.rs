@@ -46,6 +46,9 @@ pub fn run(_ctx: Context, cmd: Command) -> anyhow::Result<i32> {
 
 /// Maps an error to an exit code via its [`kontti_core::ErrorKind`] where it has one.
 pub fn exit_code(_e: &anyhow::Error) -> i32 {
+    if let Some(code) = server::exit_code(_e) {
+        return code;
+    }
     if let Some(code) = registry::exit_code(_e) {
         return code;
     }
