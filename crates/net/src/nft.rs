@@ -5,6 +5,11 @@
 //! * `postrouting` masquerades traffic leaving a kontti subnet for any other
 //!   destination, and traffic from 127.0.0.0/8 into a kontti bridge (published
 //!   ports reached on 127.0.0.1, with `route_localnet` on the bridge).
+//! * `guard` drops packets from kontti bridges addressed to 127.0.0.0/8:
+//!   `route_localnet` (needed for 127.0.0.1 publishing) would otherwise let a
+//!   container reach the host's loopback-only services (CVE-2020-8558). Replies
+//!   to DNATed loopback clients are not affected: before NAT they are addressed
+//!   to the gateway.
 //! * `prerouting` and `output` DNAT published ports for local destination
 //!   addresses, so that other hosts and the host itself reach them; the maps
 //!   are keyed by (address, protocol, port) and (protocol, port).
@@ -148,6 +153,9 @@ impl Firewall {
              add chain ip {t} prerouting {{ type nat hook prerouting priority dstnat; policy accept; }}\n\
              add chain ip {t} output {{ type nat hook output priority -100; policy accept; }}\n\
              add chain ip {t} postrouting {{ type nat hook postrouting priority srcnat; policy accept; }}\n\
+             add chain ip {t} guard {{ type filter hook prerouting priority raw; policy accept; }}\n\
+             flush chain ip {t} guard\n\
+             add rule ip {t} guard iifname @bridges ip daddr 127.0.0.0/8 counter drop\n\
              flush chain ip {t} prerouting\n\
              flush chain ip {t} output\n\
              flush chain ip {t} postrouting\n"

@@ -399,3 +399,79 @@ fn network_host_forward_drop_policy_is_passed_and_restored() {
     }
     leaks.assert_clean();
 }
+
+/// Sends, from `eth0`, an Ethernet frame to MAC argv[1] carrying a UDP
+/// datagram from argv[2] to 127.0.0.1:argv[3] (no UDP checksum).
+const RAW_UDP_TO_LOOPBACK: &str = r#"
+import socket, struct, sys
+dst_mac = bytes.fromhex(sys.argv[1].replace(":", ""))
+src, dst, port = socket.inet_aton(sys.argv[2]), socket.inet_aton("127.0.0.1"), int(sys.argv[3])
+payload = b"leak"
+udp = struct.pack("!HHHH", 40000, port, 8 + len(payload), 0) + payload
+hdr = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 1, 0, 64, 17, 0, src, dst)
+s = sum(struct.unpack("!10H", hdr)); s = (s >> 16) + (s & 0xffff); s += s >> 16
+hdr = hdr[:10] + struct.pack("!H", ~s & 0xffff) + hdr[12:]
+eth = dst_mac + bytes.fromhex("020000000002") + b"\x08\x00"
+so = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+so.bind(("eth0", 0))
+for _ in range(3):
+    so.send(eth + hdr + udp)
+"#;
+
+#[test]
+fn network_containers_cannot_reach_host_loopback_services() {
+    kontti_testutil::require_root();
+    let state = tempfile::tempdir().unwrap();
+    let leaks = Leaks::snapshot(state.path());
+    {
+        let cfg = support::config(state.path(), &["10.243.0.0/24"]);
+        let table = cfg.nft_table.clone();
+        let nets = Networks::new(cfg);
+        let _teardown = support::Teardown(&nets);
+        nets.create(&NetworkSpec {
+            name: "guarded".into(),
+            ..Default::default()
+        })
+        .unwrap();
+        let c = Netns::new();
+        let mut spec = ConnectSpec::new("probe", c.path());
+        // A port published on 127.0.0.1 needs route_localnet on the bridge.
+        spec.ports = vec!["127.0.0.1:18095:80".parse().unwrap()];
+        nets.connect("guarded", &spec).unwrap();
+        // A service the host offers on loopback only.
+        let service = std::net::UdpSocket::bind("127.0.0.1:18096").unwrap();
+        service
+            .set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        // A container with CAP_NET_RAW (in docker's default set) sends an
+        // Ethernet frame to the gateway's MAC with a 127.0.0.1 destination.
+        let sent = std::process::Command::new("nsenter")
+            .arg(format!("--net={}", c.path().display()))
+            .args(["python3", "-c", RAW_UDP_TO_LOOPBACK])
+            .args(["02:6b:0a:f3:00:01", "10.243.0.2", "18096"])
+            .status()
+            .expect("python3 (Debian's python3) sends the raw frame");
+        assert!(sent.success());
+        let mut buf = [0u8; 64];
+        assert!(
+            service.recv_from(&mut buf).is_err(),
+            "a container reached the host's loopback-only service"
+        );
+        // The frames did reach the host and kontti's guard dropped them.
+        let guard = std::process::Command::new("nft")
+            .args(["list", "chain", "ip", &table, "guard"])
+            .output()
+            .unwrap();
+        let guard = String::from_utf8_lossy(&guard.stdout).into_owned();
+        let dropped: u64 = guard
+            .split("packets ")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        assert_eq!(dropped, 3, "{guard}");
+        nets.disconnect("guarded", "probe").unwrap();
+        nets.remove("guarded").unwrap();
+    }
+    leaks.assert_clean();
+}
