@@ -350,3 +350,19 @@ fn terminal_goes_through_the_console_socket() {
     std::fs::remove_dir_all(dir).unwrap();
     w.assert_clean();
 }
+
+#[test]
+fn without_a_cgroup_namespace_the_own_cgroup_is_bound() {
+    let mut w = World::new("nocgns", &["true"]);
+    let c = w.config();
+    c["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|n| n["type"] != "cgroup");
+    c["linux"]["resources"]["memory"] = json!({"limit": 33554432});
+    c["linux"]["resources"]["pids"] = json!({"limit": 12});
+    let (code, out) = w.sh("cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max; grep ' /sys/fs/cgroup/memory ' /proc/self/mountinfo | cut -d' ' -f6");
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out, "33554432\n12\nro,nosuid,nodev,noexec,relatime\n");
+    w.assert_clean();
+}

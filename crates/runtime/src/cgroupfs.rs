@@ -77,12 +77,82 @@ fn host_hierarchies() -> Vec<Hierarchy> {
     out
 }
 
-/// Mounts the cgroup hierarchies at `dest` inside `root`.
+/// This process's cgroup path in a hierarchy, from /proc/self/cgroup:
+/// `controllers` is the hierarchy's mount data (`cpu,cpuacct`,
+/// `name=systemd`), empty for cgroup2.
+fn own_path(table: &str, controllers: &str) -> Option<String> {
+    table.lines().find_map(|l| {
+        let mut it = l.splitn(3, ':');
+        let (_, ctl, path) = (it.next()?, it.next()?, it.next()?);
+        let matches = if controllers.is_empty() {
+            ctl.is_empty()
+        } else {
+            // mount data may carry options (xattr) beside the controllers
+            !ctl.is_empty()
+                && ctl
+                    .split(',')
+                    .all(|c| controllers.split(',').any(|d| d == c))
+        };
+        matches.then(|| path.to_owned())
+    })
+}
+
+/// Binds the host hierarchy `host` (its mount point) at this process's own
+/// cgroup onto `target`: the container sees its cgroup as the root, as
+/// runc does without a cgroup namespace.
+fn bind_own(
+    host: &Path,
+    controllers: &str,
+    table: &str,
+    root: BorrowedFd<'_>,
+    dest: &Path,
+    flags: u64,
+) -> Result<(), RuntimeError> {
+    let what = || format!("bind cgroup {}", host.display());
+    let Some(path) = own_path(table, controllers) else {
+        tracing::warn!(
+            "cgroup hierarchy {} has no entry in /proc/self/cgroup",
+            host.display()
+        );
+        return Ok(());
+    };
+    let src = host.join(path.trim_start_matches('/'));
+    let src_fd = sfs::open(&src, libc::O_PATH | libc::O_DIRECTORY).ctx(what)?;
+    let target = ensure_in_root(root, dest, false)?;
+    sfs::mount(
+        Some(&sfs::fd_path(src_fd.as_fd())),
+        &sfs::fd_path(target.as_fd()),
+        None,
+        libc::MS_BIND | libc::MS_REC,
+        None,
+    )
+    .ctx(what)?;
+    // the new mount is on top of the old fd's directory: open it again
+    let top = open_in_root(root, dest).ctx(what)?;
+    sfs::mount(
+        None,
+        &sfs::fd_path(top.as_fd()),
+        None,
+        libc::MS_BIND | libc::MS_REMOUNT | flags,
+        None,
+    )
+    .ctx(what)
+}
+
+/// Mounts the cgroup hierarchies at `dest` inside `root`. With a cgroup
+/// namespace each hierarchy is mounted afresh (its root is the container's
+/// cgroup); without one, the container's own cgroup directories are bound.
 pub fn mount_cgroups(
     root: BorrowedFd<'_>,
     dest: &Path,
     opts: &MountOptions,
+    cgroupns: bool,
 ) -> Result<(), RuntimeError> {
+    let table = if cgroupns {
+        String::new()
+    } else {
+        std::fs::read_to_string("/proc/self/cgroup").ctx(|| "read /proc/self/cgroup".to_owned())?
+    };
     let what = || format!("mount cgroup on {}", dest.display());
     let flags =
         opts.flags & (libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC | libc::MS_RELATIME);
@@ -90,6 +160,16 @@ pub fn mount_cgroups(
     let target = ensure_in_root(root, dest, false)?;
     if hs.len() == 1 && hs[0].name.is_empty() {
         // pure v2
+        if !cgroupns {
+            return bind_own(
+                Path::new("/sys/fs/cgroup"),
+                "",
+                &table,
+                root,
+                dest,
+                flags | (opts.flags & libc::MS_RDONLY),
+            );
+        }
         sfs::mount(
             Some(c"cgroup"),
             &sfs::fd_path(target.as_fd()),
@@ -122,6 +202,29 @@ pub fn mount_cgroups(
         }
         let sub = dest.join(&h.name);
         let t = ensure_in_root(root, &sub, false)?;
+        if !cgroupns {
+            let host = Path::new("/sys/fs/cgroup").join(&h.name);
+            let controllers = if h.fstype == "cgroup2" {
+                ""
+            } else {
+                h.data.as_str()
+            };
+            drop(t);
+            bind_own(
+                &host,
+                controllers,
+                &table,
+                root,
+                &sub,
+                flags | (opts.flags & libc::MS_RDONLY),
+            )?;
+            if h.name.contains(',') {
+                for part in h.name.split(',') {
+                    let _ = sfs::symlinkat(Path::new(&h.name), dir.as_fd(), Path::new(part));
+                }
+            }
+            continue;
+        }
         let fstype = CString::new(h.fstype).unwrap_or_default();
         let data = CString::new(h.data.as_str()).unwrap_or_default();
         let r = sfs::mount(

@@ -200,6 +200,7 @@ pub fn mount_one(
     m: &Mount,
     bundle: &Path,
     userns: bool,
+    cgroupns: bool,
 ) -> Result<(), RuntimeError> {
     let dest = m.destination();
     let opts = parse_options(m.options().as_deref().unwrap_or(&[]));
@@ -210,7 +211,7 @@ pub fn mount_one(
     let bind = opts.bind || typ == "bind";
     let what = || format!("mount {} on {}", typ, dest.display());
     if typ == "cgroup" && !bind {
-        return crate::cgroupfs::mount_cgroups(root, dest, &opts);
+        return crate::cgroupfs::mount_cgroups(root, dest, &opts, cgroupns);
     }
     if bind {
         let src = m.source().as_deref().unwrap_or(Path::new(""));

@@ -34,6 +34,14 @@ pub fn prepare(
     bundle: &Path,
     userns: bool,
 ) -> Result<Prepared, RuntimeError> {
+    let cgroupns = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|ns| {
+            ns.iter()
+                .any(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::Cgroup)
+        });
     let linux = spec.linux().as_ref();
     let prop = match linux.and_then(|l| l.rootfs_propagation().as_deref()) {
         Some("private") => libc::MS_PRIVATE,
@@ -62,7 +70,7 @@ pub fn prepare(
         .ctx(|| format!("open rootfs {}", rootfs.display()))?;
     let mut dev_is_tmpfs = false;
     for m in spec.mounts().iter().flatten() {
-        mount_one(root.as_fd(), m, bundle, userns)?;
+        mount_one(root.as_fd(), m, bundle, userns, cgroupns)?;
         if m.destination() == Path::new("/dev") && m.typ().as_deref() == Some("tmpfs") {
             dev_is_tmpfs = true;
         }
