@@ -266,6 +266,81 @@ fn deep_layer_stacks_mount(kind: &str) {
     });
 }
 
+fn concurrent_unpacks_of_one_image_agree(kind: &str) {
+    // Several unpackers (threads here; each opens its own snapshotter, as
+    // separate processes would) race on the same layers: all succeed, each
+    // layer ends up committed once, no half-done snapshot remains.
+    let e = env(kind);
+    let layers: Vec<Vec<u8>> = (0..4)
+        .map(|i| {
+            Tar::new()
+                .file(&format!("f{i}"), &vec![i as u8; 100_000], 0o644)
+                .finish()
+        })
+        .collect();
+    let image = store_image(&e.store, "race:1", &layers, true);
+    let root = e.dir.path().join("sn");
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            let (store, image, root) = (&e.store, &image, root.clone());
+            s.spawn(move || {
+                let sn: Box<dyn Snapshotter> = match kind {
+                    "overlay" => Box::new(OverlaySnapshotter::open(root).unwrap()),
+                    _ => Box::new(CopySnapshotter::open(root).unwrap()),
+                };
+                unpack_image(store, image, sn.as_ref()).unwrap();
+            });
+        }
+    });
+    let list = e.sn.list().unwrap();
+    assert_eq!(list.len(), 4, "{list:?}");
+    assert!(list.iter().all(|i| i.kind == Kind::Committed));
+}
+
+fn prune_keeps_what_images_and_containers_use(kind: &str) {
+    let e = env(kind);
+    let a = store_image(
+        &e.store,
+        "a:1",
+        &[Tar::new().file("a", b"a", 0o644).finish()],
+        false,
+    );
+    let b = store_image(
+        &e.store,
+        "b:1",
+        &[Tar::new().file("b", b"b", 0o644).finish()],
+        false,
+    );
+    let c = store_image(
+        &e.store,
+        "c:1",
+        &[Tar::new().file("c", b"c", 0o644).finish()],
+        false,
+    );
+    prepare_rootfs(&e.store, &a, e.sn.as_ref(), "container-a").unwrap();
+    unpack_image(&e.store, &b, e.sn.as_ref()).unwrap();
+    unpack_image(&e.store, &c, e.sn.as_ref()).unwrap();
+    // a and b lose their names; c keeps it; a has a container.
+    for n in ["a:1", "b:1"] {
+        e.store
+            .remove_ref(&kontti_core::ImageRef::parse(n).unwrap())
+            .unwrap();
+    }
+    let report = kontti_image::local::prune(&e.store, Some(e.sn.as_ref()), false).unwrap();
+    let b_top = b.chain_ids()[0].to_string();
+    assert_eq!(report.snapshots, vec![b_top.clone()]);
+    assert!(
+        e.sn.stat(&a.chain_ids()[0].to_string()).is_ok(),
+        "a container sits on a"
+    );
+    assert!(
+        e.sn.stat(&c.chain_ids()[0].to_string()).is_ok(),
+        "c is still named"
+    );
+    assert!(e.sn.stat(&b_top).is_err());
+    assert!(!e.store.has(&b.layers()[0].digest) && e.store.has(&c.layers()[0].digest));
+}
+
 macro_rules! suite {
     ($($name:ident),* $(,)?) => {
         mod overlay {
@@ -283,4 +358,6 @@ suite!(
     unpack_once_and_share,
     failed_unpack_leaves_nothing,
     deep_layer_stacks_mount,
+    concurrent_unpacks_of_one_image_agree,
+    prune_keeps_what_images_and_containers_use,
 );
