@@ -40,6 +40,30 @@ fn set_sysctl(dev: &str, key: &str, value: &str) -> Result<(), DriverError> {
     })
 }
 
+/// Enables forwarding on the interfaces of the host's default routes, so
+/// that replies to masqueraded container traffic are routed back in. This is
+/// the one host setting kontti changes outside its own devices; it is left on
+/// when networks go (docker sets `ip_forward` host-wide and leaves it too).
+/// kontti's `forward` chain keeps neighbours out of unpublished ports.
+pub(crate) fn enable_uplink_forwarding() -> Result<(), DriverError> {
+    let table = fs::read_to_string("/proc/net/route").unwrap_or_default();
+    for line in table.lines().skip(1) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() >= 8 && f[1] == "00000000" && f[7] == "00000000" {
+            let path = format!("/proc/sys/net/ipv4/conf/{}/forwarding", f[0]);
+            if fs::read_to_string(&path)
+                .map(|v| v.trim() == "1")
+                .unwrap_or(false)
+            {
+                continue;
+            }
+            tracing::info!(interface = f[0], "enabling IPv4 forwarding on the uplink");
+            set_sysctl(f[0], "forwarding", "1")?;
+        }
+    }
+    Ok(())
+}
+
 /// Wraps a netlink failure with what was being done.
 fn nl(what: impl Into<String>) -> impl FnOnce(io::Error) -> DriverError {
     let what = what.into();

@@ -145,6 +145,10 @@ pub struct NetConfig {
     pub upstreams: Vec<SocketAddr>,
     /// MTU for networks that do not set one.
     pub default_mtu: u32,
+    /// Whether `create` enables IPv4 forwarding on the host's default-route
+    /// interfaces (needed for replies to outbound NAT from the real uplink;
+    /// left on afterwards). Tests that never leave the host turn it off.
+    pub uplink_forwarding: bool,
 }
 
 impl NetConfig {
@@ -159,6 +163,7 @@ impl NetConfig {
             dns_port: 53,
             upstreams: Vec::new(),
             default_mtu: 1500,
+            uplink_forwarding: true,
         }
     }
 }
@@ -440,6 +445,9 @@ impl Networks {
         let dir = self.net_dir(&state.info.name);
         fs::create_dir_all(&dir).map_err(Self::state_err(&dir))?;
         self.driver.ensure_network(&state.info)?;
+        if self.cfg.uplink_forwarding {
+            crate::bridge::enable_uplink_forwarding()?;
+        }
         self.firewall
             .add_network(&state.info.name, state.info.subnet, &state.info.bridge)?;
         self.write_records(state)?;

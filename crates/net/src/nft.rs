@@ -10,6 +10,10 @@
 //!   container reach the host's loopback-only services (CVE-2020-8558). Replies
 //!   to DNATed loopback clients are not affected: before NAT they are addressed
 //!   to the gateway.
+//! * `forward` lets into a kontti bridge only what comes from a kontti bridge,
+//!   replies, and DNATed (published) connections: with forwarding on, a
+//!   neighbour routing a container subnet through this host must not reach
+//!   unpublished ports.
 //! * `prerouting` and `output` DNAT published ports for local destination
 //!   addresses, so that other hosts and the host itself reach them; the maps
 //!   are keyed by (address, protocol, port) and (protocol, port).
@@ -156,6 +160,13 @@ impl Firewall {
              add chain ip {t} guard {{ type filter hook prerouting priority raw; policy accept; }}\n\
              flush chain ip {t} guard\n\
              add rule ip {t} guard iifname @bridges ip daddr 127.0.0.0/8 counter drop\n\
+             add chain ip {t} forward {{ type filter hook forward priority filter; policy accept; }}\n\
+             flush chain ip {t} forward\n\
+             add rule ip {t} forward oifname != @bridges accept\n\
+             add rule ip {t} forward iifname @bridges accept\n\
+             add rule ip {t} forward ct state established,related accept\n\
+             add rule ip {t} forward ct status dnat accept\n\
+             add rule ip {t} forward counter drop\n\
              flush chain ip {t} prerouting\n\
              flush chain ip {t} output\n\
              flush chain ip {t} postrouting\n"

@@ -336,6 +336,15 @@ fn network_published_port_answers_on_loopback_host_and_outside() {
             .ns
             .ok(&["wget", "-q", "-O", "-", "http://198.51.100.1:18080/"]);
         assert_eq!(out, "hello from the container\n");
+        // A neighbour that routes the container subnet through the host
+        // (forwarding is on for its link) does not reach port 80 directly:
+        // kontti's forward chain drops what is neither published nor a reply.
+        outside.ns.ip("ip route add 10.234.0.0/24 via 198.51.100.1");
+        let direct = outside.ns.run(&["nc", "-w", "2", "10.234.0.2", "80"]);
+        assert!(
+            !direct.status.success(),
+            "unpublished port reached: {direct:?}"
+        );
         nets.disconnect("web", "server").unwrap();
         assert_eq!(get("127.0.0.1:18080"), "");
         nets.remove("web").unwrap();

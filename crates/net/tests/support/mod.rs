@@ -225,6 +225,9 @@ pub fn config(state: &Path, pool: &[&str]) -> NetConfig {
         .collect();
     cfg.nft_table = format!("kontti-t{}", std::process::id());
     cfg.dns_binary = Some(PathBuf::from(env!("CARGO_BIN_EXE_kontti-dns")));
+    // The tests' "outside" is a namespace on its own link, whose forwarding
+    // the test sets; the host's uplink is left alone.
+    cfg.uplink_forwarding = false;
     cfg
 }
 
