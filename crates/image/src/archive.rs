@@ -77,6 +77,11 @@ impl ArchiveError {
             ArchiveError::Format(_)
             | ArchiveError::Missing(_)
             | ArchiveError::DiffIdMismatch { .. } => ErrorKind::Invalid,
+            ArchiveError::Io { source, .. }
+                if source.raw_os_error() == Some(rustix::io::Errno::NOSPC.raw_os_error()) =>
+            {
+                ErrorKind::Unavailable
+            }
             ArchiveError::Io { .. } => ErrorKind::Internal,
             ArchiveError::Store(e) => e.kind(),
             ArchiveError::Image(e) => e.kind(),
@@ -316,7 +321,12 @@ impl ArchiveFile {
                 .map_err(io_err("rewinding the archive"))?;
             let plain = BufReader::new(&mut file);
             let mut archive = tar::Archive::new(plain);
-            let bad = |e: io::Error| ArchiveError::Format(format!("not a tar archive: {e}"));
+            let bad = |e: io::Error| {
+                ArchiveError::Format(format!(
+                    "not a tar archive: {}",
+                    crate::unpack::one_line(&e)
+                ))
+            };
             for entry in archive.entries_with_seek().map_err(bad)? {
                 let entry = entry.map_err(bad)?;
                 let name = clean(&entry.path().map_err(bad)?);
@@ -390,7 +400,7 @@ pub struct LoadReport {
 pub fn load(store: &ContentStore, file: File) -> Result<LoadReport, ArchiveError> {
     let archive = ArchiveFile::open(file)?;
     let lease = store.lease("load")?;
-    if archive.has("manifest.json") {
+    let result = if archive.has("manifest.json") {
         load_docker(store, &lease, &archive)
     } else if archive.has("index.json") {
         load_oci(store, &lease, &archive)
@@ -398,7 +408,16 @@ pub fn load(store: &ContentStore, file: File) -> Result<LoadReport, ArchiveError
         Err(ArchiveError::Format(
             "not an image archive: it has neither manifest.json (docker-archive) nor index.json (oci-archive)".into(),
         ))
+    };
+    if result.is_err() {
+        // Blobs stored before the failure are referenced by nothing: remove
+        // them now rather than at the next prune.
+        drop(lease);
+        if let Err(e) = store.gc() {
+            tracing::warn!(error = %e, "cannot clean up after a failed load");
+        }
     }
+    result
 }
 
 fn load_docker(

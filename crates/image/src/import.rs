@@ -1,5 +1,6 @@
 //! `kontti import`: a root filesystem tarball becomes a one-layer image.
 
+use std::cell::RefCell;
 use std::io::{self, Read, Write};
 
 use kontti_core::{Digest, ImageRef};
@@ -21,14 +22,6 @@ pub enum ImportError {
         /// The parse error.
         reason: String,
     },
-    /// Reading the input failed.
-    #[error("reading {source_name}: {source}")]
-    Read {
-        /// File name or `-`.
-        source_name: String,
-        /// The error.
-        source: io::Error,
-    },
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -42,23 +35,28 @@ impl ImportError {
     pub fn kind(&self) -> kontti_core::ErrorKind {
         match self {
             ImportError::NotATar { .. } => kontti_core::ErrorKind::Invalid,
-            ImportError::Read { .. } => kontti_core::ErrorKind::Invalid,
             ImportError::Store(e) => e.kind(),
             ImportError::Image(e) => e.kind(),
         }
     }
 }
 
-/// Copies what a reader yields into a writer as it is read.
-struct Tee<R, W> {
+/// Copies what a reader yields into a writer as it is read, remembering a
+/// write failure (disk full) so that it is not mistaken for bad input.
+struct Tee<'a, R, W> {
     inner: R,
     out: W,
+    write_error: &'a RefCell<Option<io::Error>>,
 }
 
-impl<R: Read, W: Write> Read for Tee<R, W> {
+impl<R: Read, W: Write> Read for Tee<'_, R, W> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.out.write_all(&buf[..n])?;
+        if let Err(e) = self.out.write_all(&buf[..n]) {
+            let msg = e.to_string();
+            *self.write_error.borrow_mut() = Some(e);
+            return Err(io::Error::other(msg));
+        }
         Ok(n)
     }
 }
@@ -74,16 +72,38 @@ pub fn import_rootfs(
     changes: ImageConfig,
 ) -> Result<Image, ImportError> {
     let lease = store.lease("import")?;
-    let mut writer = store.ingest(&lease, None, None)?;
+    let result = import_leased(store, &lease, input, source_name, name, changes);
+    if result.is_err() {
+        // Whatever was stored before the failure is referenced by nothing.
+        drop(lease);
+        if let Err(e) = store.gc() {
+            tracing::warn!(error = %e, "cannot clean up after a failed import");
+        }
+    }
+    result
+}
+
+fn import_leased(
+    store: &ContentStore,
+    lease: &crate::Lease,
+    input: impl Read,
+    source_name: &str,
+    name: Option<&ImageRef>,
+    changes: ImageConfig,
+) -> Result<Image, ImportError> {
+    let mut writer = store.ingest(lease, None, None)?;
+    let ingest_path = writer.data_path().to_owned();
+    let write_error = RefCell::new(None);
     let parsed = (|| -> Result<(), ImportError> {
         let not_tar = |e: io::Error| ImportError::NotATar {
             source_name: source_name.to_owned(),
-            reason: e.to_string(),
+            reason: crate::unpack::one_line(&e),
         };
         let plain = decompressed(input).map_err(not_tar)?;
         let mut archive = tar::Archive::new(Tee {
             inner: plain,
             out: &mut writer,
+            write_error: &write_error,
         });
         let mut n = 0usize;
         for entry in archive.entries().map_err(not_tar)? {
@@ -104,6 +124,9 @@ pub fn import_rootfs(
     })();
     if let Err(e) = parsed {
         writer.abort();
+        if let Some(we) = write_error.into_inner() {
+            return Err(StoreError::io("write", &ingest_path, we).into());
+        }
         return Err(e);
     }
     let size = writer.offset();
@@ -129,7 +152,7 @@ pub fn import_rootfs(
         }],
     };
     let config_json = json(&config)?;
-    let config_digest = store.put(&lease, &config_json, None)?;
+    let config_digest = store.put(lease, &config_json, None)?;
     let manifest = media::Manifest {
         schema_version: 2,
         media_type: Some(media::OCI_MANIFEST.into()),
@@ -139,7 +162,7 @@ pub fn import_rootfs(
         subject: None,
         annotations: Default::default(),
     };
-    let target = put_manifest(store, &lease, &manifest)?;
+    let target = put_manifest(store, lease, &manifest)?;
     match name {
         Some(n) => store.set_ref(n, &target)?,
         None => store.add_untagged(&target)?,

@@ -428,6 +428,11 @@ impl BlobWriter {
         Ok(())
     }
 
+    /// The file being written.
+    pub fn data_path(&self) -> &Path {
+        &self.data_path
+    }
+
     /// Discards the ingest, partial data included.
     pub fn abort(mut self) {
         self.failed = true;

@@ -119,6 +119,18 @@ pub struct LayerStats {
     pub entries: u64,
 }
 
+/// The first line of an error message, at most 120 characters: archive
+/// parsers quote the bytes they choke on, which may be anything.
+pub fn one_line(e: &dyn std::fmt::Display) -> String {
+    let s = e.to_string();
+    let line = s.lines().next().unwrap_or("");
+    let mut out: String = line.chars().filter(|c| !c.is_control()).take(120).collect();
+    if out.len() < line.len() {
+        out.push_str("...");
+    }
+    out
+}
+
 /// Detects the compression of a stream by its magic bytes.
 pub fn detect_compression<R: BufRead>(r: &mut R) -> io::Result<Compression> {
     let head = r.fill_buf()?;
@@ -152,7 +164,7 @@ pub fn apply_layer<R: Read>(
     whiteouts: WhiteoutMode,
     expected_diff_id: Option<&Digest>,
 ) -> Result<LayerStats, UnpackError> {
-    let malformed = |e: io::Error| UnpackError::Malformed(e.to_string());
+    let malformed = |e: io::Error| UnpackError::Malformed(one_line(&e));
     let hashing = HashingReader::new(decompressed(reader).map_err(malformed)?, Algorithm::Sha256);
     let root = Root::open(dest).map_err(|source| UnpackError::Io {
         entry: dest.to_owned(),
@@ -211,7 +223,7 @@ impl Applier<'_> {
     fn apply<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> Result<(), UnpackError> {
         let raw = entry
             .path()
-            .map_err(|e| UnpackError::Malformed(e.to_string()))?
+            .map_err(|e| UnpackError::Malformed(one_line(&e)))?
             .into_owned();
         let kind = entry.header().entry_type();
         if matches!(

@@ -341,6 +341,35 @@ fn prune_keeps_what_images_and_containers_use(kind: &str) {
     assert!(!e.store.has(&b.layers()[0].digest) && e.store.has(&c.layers()[0].digest));
 }
 
+fn disk_full_while_unpacking_leaves_nothing(kind: &str) {
+    let e = env(kind);
+    let small = e.dir.path().join("small");
+    fs::create_dir(&small).unwrap();
+    let st = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=512k", "tmpfs"])
+        .arg(&small)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let sn: Box<dyn Snapshotter> = match kind {
+            "overlay" => Box::new(OverlaySnapshotter::open(small.join("sn")).unwrap()),
+            _ => Box::new(CopySnapshotter::open(small.join("sn")).unwrap()),
+        };
+        let big = Tar::new().file("big", &vec![7u8; 2 << 20], 0o644).finish();
+        let image = store_image(&e.store, "big:1", &[big], true);
+        let err = unpack_image(&e.store, &image, sn.as_ref()).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+        assert!(err.to_string().contains("No space left on device"), "{err}");
+        assert!(sn.list().unwrap().is_empty());
+        assert_eq!(fs::read_dir(small.join("sn/s")).unwrap().count(), 0);
+    }));
+    let _ = std::process::Command::new("umount").arg(&small).status();
+    if let Err(p) = result {
+        std::panic::resume_unwind(p);
+    }
+}
+
 macro_rules! suite {
     ($($name:ident),* $(,)?) => {
         mod overlay {
@@ -360,4 +389,5 @@ suite!(
     deep_layer_stacks_mount,
     concurrent_unpacks_of_one_image_agree,
     prune_keeps_what_images_and_containers_use,
+    disk_full_while_unpacking_leaves_nothing,
 );

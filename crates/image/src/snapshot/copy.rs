@@ -101,8 +101,7 @@ impl Snapshotter for CopySnapshotter {
     }
 
     fn remove(&self, key: &str) -> Result<()> {
-        let id = self.meta.remove(key)?;
-        self.meta.remove_dir(id)
+        self.meta.remove(key).map(|_| ())
     }
 
     fn apply_target(&self, key: &str) -> Result<(PathBuf, WhiteoutMode)> {

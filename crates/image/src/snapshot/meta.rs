@@ -213,7 +213,9 @@ impl Meta {
         })
     }
 
-    /// Removes the record of `key` (without children); returns its id.
+    /// Removes snapshot `key` (which must have no children): first its
+    /// directory, which frees space (removal must work on a full disk),
+    /// then its record.
     pub fn remove(&self, key: &str) -> Result<u64> {
         self.update(|t| {
             let id = t.get(key)?.id;
@@ -224,6 +226,7 @@ impl Meta {
                     children,
                 });
             }
+            self.remove_dir(id)?;
             t.snapshots.remove(key);
             Ok(id)
         })

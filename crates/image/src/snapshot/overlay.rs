@@ -102,8 +102,7 @@ impl Snapshotter for OverlaySnapshotter {
     }
 
     fn remove(&self, key: &str) -> Result<()> {
-        let id = self.meta.remove(key)?;
-        self.meta.remove_dir(id)
+        self.meta.remove(key).map(|_| ())
     }
 
     fn apply_target(&self, key: &str) -> Result<(PathBuf, WhiteoutMode)> {
