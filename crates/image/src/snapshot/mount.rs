@@ -100,7 +100,13 @@ pub fn mount_all(mounts: &[Mount], target: &Path) -> std::io::Result<()> {
 fn mount_overlay(m: &Mount, target: &Path) -> std::io::Result<()> {
     let fs = rustix::mount::fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC)?;
     for l in m.lowerdirs() {
-        rustix::mount::fsconfig_set_string(&fs, "lowerdir+", &l)?;
+        match rustix::mount::fsconfig_set_string(&fs, "lowerdir+", &l) {
+            Ok(()) => {}
+            // Kernels before 6.5 have no "lowerdir+": use the legacy option
+            // string, which works while it fits in a page.
+            Err(rustix::io::Errno::INVAL) => return mount_overlay_legacy(m, target),
+            Err(e) => return Err(e.into()),
+        }
     }
     if let (Some(u), Some(w)) = (m.option("upperdir"), m.option("workdir")) {
         rustix::mount::fsconfig_set_string(&fs, "upperdir", u)?;
@@ -120,6 +126,24 @@ fn mount_overlay(m: &Mount, target: &Path) -> std::io::Result<()> {
         target,
         MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
     )?;
+    Ok(())
+}
+
+fn mount_overlay_legacy(m: &Mount, target: &Path) -> std::io::Result<()> {
+    let data = m
+        .options
+        .iter()
+        .filter(|o| *o != "ro")
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(",");
+    let data = std::ffi::CString::new(data).map_err(std::io::Error::other)?;
+    let flags = if m.readonly() {
+        MountFlags::RDONLY
+    } else {
+        MountFlags::empty()
+    };
+    rustix::mount::mount("overlay", target, "overlay", flags, data.as_c_str())?;
     Ok(())
 }
 
