@@ -12,10 +12,13 @@
 //! killing uses v2 `cgroup.kill` when the cgroup has a cgroup2 directory and
 //! signals every member otherwise.
 //!
+//! Device rules are written to `devices.allow`/`devices.deny` on v1 and
+//! compiled to an eBPF program attached to the cgroup on v2.
+//!
 //! What it does not do: systemd-managed cgroups (`slice:prefix:name` paths
-//! are refused), and v2 device rules other than the default policy (they need
-//! an eBPF program; they are refused with a clear error).
+//! are refused).
 
+mod devices_bpf;
 mod layout;
 mod resources;
 mod stats;
@@ -405,6 +408,15 @@ impl Cgroup {
         for step in resources::plan(resources, version)? {
             match step {
                 Step::Write(s) => self.write_setting(&s)?,
+                Step::DeviceProgram(rules) => {
+                    let dir = self
+                        .v2_dir()
+                        .ok_or_else(|| CgroupError::ControllerMissing {
+                            controller: "cgroup2".to_owned(),
+                            field: "devices".to_owned(),
+                        })?;
+                    devices_bpf::attach(&dir, &rules)?;
+                }
                 Step::MemoryPair { limit, swap } => {
                     // Raising: memsw first; lowering: limit first.
                     if self.write_setting(&limit).is_err() {

@@ -52,6 +52,9 @@ pub(crate) enum Step {
         limit: Setting,
         swap: Setting,
     },
+    /// v2 device rules (the container's, then the defaults), enforced by an
+    /// eBPF program attached to the cgroup.
+    DeviceProgram(Vec<LinuxDeviceCgroup>),
 }
 
 fn set(controller: &'static str, file: &str, value: String, field: &'static str) -> Step {
@@ -90,17 +93,6 @@ fn invalid(field: &str, reason: impl Into<String>) -> CgroupError {
     CgroupError::InvalidResource {
         field: field.to_owned(),
         reason: reason.into(),
-    }
-}
-
-fn unsupported(field: &str, version: Version, reason: &str) -> CgroupError {
-    CgroupError::Unsupported {
-        field: field.to_owned(),
-        version: match version {
-            Version::V1 => "v1",
-            Version::V2 => "v2",
-        },
-        reason: reason.to_owned(),
     }
 }
 
@@ -689,16 +681,6 @@ fn device_line(d: &LinuxDeviceCgroup) -> Result<String, CgroupError> {
     ))
 }
 
-fn is_deny_all(d: &LinuxDeviceCgroup) -> bool {
-    !d.allow()
-        && matches!(d.typ(), None | Some(LinuxDeviceType::A))
-        && d.major().is_none_or(|m| m == -1)
-        && d.minor().is_none_or(|m| m == -1)
-        && d.access()
-            .as_deref()
-            .is_none_or(|a| a.is_empty() || (a.contains('r') && a.contains('w') && a.contains('m')))
-}
-
 fn plan_devices(
     devices: &[LinuxDeviceCgroup],
     version: Version,
@@ -718,23 +700,13 @@ fn plan_devices(
         }
         Version::V2 => {
             // v2 enforces device rules with an eBPF program attached to the
-            // cgroup; kontti does not load one yet. The runtime's standard
-            // policy (deny all, then the default devices) is accepted
-            // without enforcement, as the nodes the runtime creates are the
-            // only ones a container without CAP_MKNOD can reach; any other
-            // rule is refused rather than silently ignored.
-            for d in devices {
+            // cgroup (see devices_bpf.rs).
+            let mut all = Vec::with_capacity(devices.len() + defaults.len());
+            for d in devices.iter().chain(defaults.iter()) {
                 device_line(d)?;
-                let standard = is_deny_all(d) || (d.allow() && defaults.contains(d));
-                if !standard {
-                    return Err(unsupported(
-                        "devices",
-                        version,
-                        "device rules other than the default need an eBPF device program, which kontti does not load yet",
-                    ));
-                }
+                all.push(d.clone());
             }
-            tracing::debug!("default device rules are not enforced on cgroup v2");
+            steps.push(Step::DeviceProgram(all));
         }
     }
     Ok(())

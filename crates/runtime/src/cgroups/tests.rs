@@ -169,24 +169,6 @@ fn v2_missing_controller_is_named() {
 }
 
 #[test]
-fn v2_device_rules_beyond_the_default_are_refused() {
-    let (_root, cg) = v2_tree();
-    // The runtime's standard policy is accepted.
-    cg.apply(&resources(
-        r#"{"devices": [{"allow": false, "access": "rwm"}]}"#,
-    ))
-    .unwrap();
-    let e = cg
-        .apply(&resources(r#"{"devices": [{"allow": true, "type": "c", "major": 4, "minor": 1, "access": "rw"}]}"#))
-        .unwrap_err();
-    assert!(
-        e.to_string()
-            .starts_with("linux.resources.devices is not supported on cgroup v2"),
-        "{e}"
-    );
-}
-
-#[test]
 fn invalid_resources_name_the_field() {
     let (_root, cg) = v2_tree();
     let cases = [

@@ -360,3 +360,66 @@ fn a_bad_path_creates_nothing() {
     assert!(e.to_string().contains("invalid cgroupsPath"), "{e}");
     HostSnapshot::take(&name).assert_no_leaks_since(&before);
 }
+
+/// Runs a busybox shell `script` inside `cg` (it waits until it has been
+/// moved in) and returns its combined output.
+fn run_inside(cg: &Cgroup, script: &str) -> String {
+    let mut child = Command::new(busybox())
+        .args(["sh", "-c", &format!("read go; {script}")])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    cg.add_process(child.id() as i32).unwrap();
+    child.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// v2 device rules for real: the eBPF program attached in the unified
+/// hierarchy (a process is in both; the v1 devices cgroup here allows all).
+#[test]
+fn v2_device_program_enforces_the_rules() {
+    require_root();
+    let unified = Layout::detect().unwrap().unified.expect("a cgroup2 mount");
+    let name = unique("dev");
+    let before = HostSnapshot::take(&name);
+    let cg = Cgroup::create_in(&unified, Hierarchy::V2, Some(&format!("/{name}")), "x").unwrap();
+    let g = Guard {
+        cg,
+        children: Vec::new(),
+    };
+    // /dev/kmsg (1:11) is readable by root without the program.
+    let script = "echo x >/dev/null && echo null-ok; head -c 1 /dev/zero >/dev/null && echo zero-ok; head -c 1 /dev/kmsg >/dev/null && echo kmsg-ok";
+    let res: LinuxResources =
+        serde_json::from_str(r#"{"devices": [{"allow": false, "access": "rwm"}]}"#).unwrap();
+    g.cg.apply(&res).unwrap();
+    let out = run_inside(&g.cg, script);
+    assert!(
+        out.contains("null-ok") && out.contains("zero-ok"),
+        "default devices allowed: {out}"
+    );
+    assert!(
+        !out.contains("kmsg-ok") && out.contains("Operation not permitted"),
+        "kmsg denied: {out}"
+    );
+
+    // An update replaces the program: allow reading 1:11.
+    let res: LinuxResources = serde_json::from_str(
+        r#"{"devices": [{"allow": false, "access": "rwm"}, {"allow": true, "type": "c", "major": 1, "minor": 11, "access": "r"}]}"#,
+    )
+    .unwrap();
+    g.cg.apply(&res).unwrap();
+    let out = run_inside(&g.cg, script);
+    assert!(out.contains("kmsg-ok"), "kmsg allowed after update: {out}");
+    // Write access was not granted.
+    let out = run_inside(&g.cg, "echo x >/dev/kmsg && echo wrote");
+    assert!(!out.contains("wrote"), "{out}");
+    drop(g);
+    HostSnapshot::take(&name).assert_no_leaks_since(&before);
+}

@@ -1,7 +1,5 @@
 //! Architectures a filter can cover, and their syscall tables.
 
-use std::str::FromStr;
-
 use oci_spec::runtime::Arch;
 
 /// x32 syscalls run under the x86_64 audit arch with this bit in `nr`.
@@ -53,22 +51,56 @@ impl FilterArch {
         }
     }
 
-    /// The syscall number of `name` on this architecture.
-    ///
-    /// x32 numbers are the x86_64 ones with [`X32_SYSCALL_BIT`]; the few
-    /// syscalls that x32 numbers separately (512 and up, for compat
-    /// structures) are not matched, so on x32 they get the default action,
-    /// the safe direction for an allow-list.
+    /// The syscall number of `name` on this architecture (a linear
+    /// lookup; [`SyscallTable`] is the fast one).
+    #[cfg(test)]
     pub(crate) fn syscall(self, name: &str) -> Option<u32> {
-        let nr = match self {
-            FilterArch::X86_64 => syscalls::x86_64::Sysno::from_str(name).ok()?.id(),
-            FilterArch::X32 => {
-                syscalls::x86_64::Sysno::from_str(name).ok()?.id() | X32_SYSCALL_BIT as i32
-            }
-            FilterArch::X86 => syscalls::x86::Sysno::from_str(name).ok()?.id(),
-            FilterArch::Aarch64 => syscalls::aarch64::Sysno::from_str(name).ok()?.id(),
-            FilterArch::Arm => syscalls::arm::Sysno::from_str(name).ok()?.id(),
+        SyscallTable::new(self).lookup(name)
+    }
+}
+
+/// Syscall names of one architecture, sorted for binary search. Built per
+/// compile: the tables of the `syscalls` crate resolve names with a linear
+/// `match`, which dominated compile time.
+///
+/// x32 numbers are the x86_64 ones with [`X32_SYSCALL_BIT`]; the few
+/// syscalls that x32 numbers separately (512 and up, for compat structures)
+/// are not matched, so on x32 they get the default action, the safe
+/// direction for an allow-list.
+pub(crate) struct SyscallTable {
+    entries: Vec<(&'static str, u32)>,
+    bit: u32,
+}
+
+impl SyscallTable {
+    pub(crate) fn new(arch: FilterArch) -> SyscallTable {
+        fn collect<T: Copy>(
+            it: impl Iterator<Item = T>,
+            name: fn(&T) -> &'static str,
+            id: fn(&T) -> i32,
+        ) -> Vec<(&'static str, u32)> {
+            let mut v: Vec<(&'static str, u32)> = it
+                .filter_map(|s| Some((name(&s), u32::try_from(id(&s)).ok()?)))
+                .collect();
+            v.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            v
+        }
+        use syscalls::{aarch64, arm, x86, x86_64};
+        let (entries, bit) = match arch {
+            FilterArch::X86_64 => (collect(x86_64::Sysno::iter(), |s| s.name(), |s| s.id()), 0),
+            FilterArch::X32 => (
+                collect(x86_64::Sysno::iter(), |s| s.name(), |s| s.id()),
+                X32_SYSCALL_BIT,
+            ),
+            FilterArch::X86 => (collect(x86::Sysno::iter(), |s| s.name(), |s| s.id()), 0),
+            FilterArch::Aarch64 => (collect(aarch64::Sysno::iter(), |s| s.name(), |s| s.id()), 0),
+            FilterArch::Arm => (collect(arm::Sysno::iter(), |s| s.name(), |s| s.id()), 0),
         };
-        u32::try_from(nr).ok()
+        SyscallTable { entries, bit }
+    }
+
+    pub(crate) fn lookup(&self, name: &str) -> Option<u32> {
+        let i = self.entries.binary_search_by(|e| e.0.cmp(name)).ok()?;
+        Some(self.entries[i].1 | self.bit)
     }
 }

@@ -27,7 +27,7 @@ use oci_spec::runtime::{
     LinuxSeccomp, LinuxSeccompAction, LinuxSeccompFilterFlag, LinuxSeccompOperator,
 };
 
-use arch::FilterArch;
+use arch::{FilterArch, SyscallTable};
 use bpf::ret;
 pub use bpf::{Insn, MAX_INSNS};
 use compile::{Cond, Op, Plan, Rule};
@@ -232,6 +232,7 @@ pub fn compile(profile: &LinuxSeccomp) -> Result<SeccompProgram, SeccompError> {
     let mut rules: Vec<Rule> = Vec::new();
     let mut per_arch: Vec<(FilterArch, BTreeMap<u32, Vec<usize>>)> =
         arches.iter().map(|a| (*a, BTreeMap::new())).collect();
+    let tables: Vec<SyscallTable> = arches.iter().map(|a| SyscallTable::new(*a)).collect();
     for (si, sc) in profile.syscalls().iter().flatten().enumerate() {
         let field = format!("syscalls[{si}].");
         let action = action_value(sc.action(), sc.errno_ret(), &field)?;
@@ -280,8 +281,8 @@ pub fn compile(profile: &LinuxSeccomp) -> Result<SeccompProgram, SeccompError> {
         let ids: Vec<usize> = (first..rules.len()).collect();
         for name in sc.names() {
             let mut known = false;
-            for (arch, map) in per_arch.iter_mut() {
-                if let Some(nr) = arch.syscall(name) {
+            for ((_, map), table) in per_arch.iter_mut().zip(&tables) {
+                if let Some(nr) = table.lookup(name) {
                     known = true;
                     map.entry(nr).or_default().extend_from_slice(&ids);
                 }
