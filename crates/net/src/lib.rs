@@ -24,6 +24,8 @@ mod netlink;
 mod networks;
 mod nft;
 mod routes;
+#[cfg(feature = "testsuite")]
+pub mod testsuite;
 
 pub use addr::{AddrError, Ipv4Net, PortMapping, Protocol};
 pub use bridge::{BridgeDriver, host_ifname};
