@@ -175,7 +175,8 @@ pub struct NetworkSpec {
     pub name: String,
     /// A subnet; `None` takes the next free one of the pool.
     pub subnet: Option<Ipv4Net>,
-    /// The bridge's name; `None` derives `kt` + a hash of the name.
+    /// The bridge's name; `None` derives `kt` + a hash of the state root and
+    /// the name.
     pub bridge: Option<String>,
     /// The MTU; `None` takes the configured default.
     pub mtu: Option<u32>,
@@ -407,7 +408,12 @@ impl Networks {
                 }
                 b.clone()
             }
-            None => format!("kt{:08x}", crate::fnv1a(spec.name.as_bytes()) as u32),
+            // Hashing the state root too keeps two roots' networks of one
+            // name (a CLI and a test, say) on different bridges.
+            None => {
+                let key = format!("{}\0{}", self.cfg.state_dir.display(), spec.name);
+                format!("kt{:08x}", crate::fnv1a(key.as_bytes()) as u32)
+            }
         };
         if let Some(other) = existing.iter().find(|n| n.info.bridge == bridge) {
             return Err(NetworkError::BridgeTaken {
@@ -525,7 +531,11 @@ impl Networks {
         let ip = self.ipam.allocate_ip(network, &spec.container, spec.ip)?;
         let endpoint_spec = EndpointSpec {
             netns: spec.netns.clone(),
-            key: format!("{network}/{}", spec.container),
+            key: format!(
+                "{}\0{network}\0{}",
+                self.cfg.state_dir.display(),
+                spec.container
+            ),
             ifname: spec.ifname.clone(),
             address: ip,
             default_route: spec.default_route,
