@@ -207,3 +207,27 @@ fn network_bad_input_is_refused_and_leaves_nothing() {
     }
     leaks.assert_clean();
 }
+
+#[test]
+fn network_create_failing_late_undoes_everything() {
+    kontti_testutil::require_root();
+    let state = tempfile::tempdir().unwrap();
+    let leaks = Leaks::snapshot(state.path());
+    {
+        // The DNS helper cannot start: the bridge, firewall entries and the
+        // subnet created before it must go again.
+        let mut cfg = support::config(state.path(), &["10.246.0.0/24"]);
+        cfg.dns_binary = Some("/nonexistent/kontti-dns".into());
+        let nets = Networks::new(cfg);
+        let _teardown = support::Teardown(&nets);
+        assert_err(
+            nets.create(&spec("late")),
+            ErrorKind::Unavailable,
+            "dns responder for network late: cannot run /nonexistent/kontti-dns: No such file or directory (os error 2)",
+        );
+        assert!(nets.list().unwrap().is_empty());
+        let ipam = Ipam::new(state.path(), vec![]);
+        assert_eq!(ipam.subnet("late").unwrap(), None);
+    }
+    leaks.assert_clean();
+}
