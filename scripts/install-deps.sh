@@ -12,6 +12,7 @@ PACKAGES=(
   protobuf-compiler # etcd-client's build needs protoc
   nftables iproute2 tmux hyperfine time strace
   uidmap           # newuidmap/newgidmap for user-namespace tests
+  python3          # kontti-net crafts a raw Ethernet frame in the loopback-guard test
 )
 
 missing=()
