@@ -269,6 +269,36 @@ pub struct Mount {
     pub env: Option<String>,
 }
 
+impl Mount {
+    /// Where the mount appears in the container: `target=`, or for a secret
+    /// without one, `/run/secrets/<id>` (`None` for a secret exposed only
+    /// through `env=`, and for an ssh mount without a target, whose socket
+    /// path the executor chooses).
+    pub fn target_path(&self) -> Option<String> {
+        match (&self.target, self.kind) {
+            (Some(t), _) => Some(t.clone()),
+            (None, MountType::Secret) if self.env.is_none() => {
+                self.id.as_ref().map(|id| format!("/run/secrets/{id}"))
+            }
+            _ => None,
+        }
+    }
+
+    /// The mount's id: `id=`, else (cache and secret) the target, as
+    /// BuildKit does.
+    pub fn effective_id(&self) -> Option<String> {
+        match (&self.id, self.kind) {
+            (Some(id), _) => Some(id.clone()),
+            (None, MountType::Cache) => self.target.clone(),
+            (None, MountType::Secret) => self
+                .target
+                .as_ref()
+                .and_then(|t| t.rsplit('/').next().map(str::to_string)),
+            _ => None,
+        }
+    }
+}
+
 /// COPY or ADD.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FileCopy {

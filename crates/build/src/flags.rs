@@ -424,6 +424,18 @@ mod tests {
     }
 
     #[test]
+    fn secret_defaults() {
+        let m = mount("type=secret,id=npmrc").expect("mount");
+        assert_eq!(m.target_path().as_deref(), Some("/run/secrets/npmrc"));
+        let m = mount("type=secret,target=/root/.npmrc").expect("mount");
+        assert_eq!(m.effective_id().as_deref(), Some(".npmrc"));
+        let m = mount("type=secret,id=tok,env=TOKEN").expect("mount");
+        assert_eq!(m.target_path(), None);
+        let m = mount("type=cache,target=/var/cache/apt").expect("mount");
+        assert_eq!(m.effective_id().as_deref(), Some("/var/cache/apt"));
+    }
+
+    #[test]
     fn durations() {
         assert_eq!(duration("30s"), Some(Duration::from_secs(30)));
         assert_eq!(duration("1m30s"), Some(Duration::from_secs(90)));
