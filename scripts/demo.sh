@@ -28,8 +28,14 @@ mkdir -p "$work/bundle/rootfs"/{proc,sys,dev,tmp,etc}
 echo "root:x:0:0:root:/root:/bin/sh" > "$work/bundle/rootfs/etc/passwd"
 (cd "$work/bundle" && "$BIN/kontti-runc" spec)
 # run a shell script instead of the interactive default
-sed -i 's/"terminal": true/"terminal": false/; s/"sh"$/"sh", "-c", "echo hello from $(hostname) as uid $(id -u); echo pid $$ in its own pid namespace; ls \/"/' "$work/bundle/config.json"
+sed -i 's/"terminal": true/"terminal": false/; s/"hostname": "runc"/"hostname": "kontti-demo"/; s/"sh"$/"sh", "-c", "echo hello from $(hostname) as uid $(id -u); echo pid $$ in its own pid namespace; ls \/"/' "$work/bundle/config.json"
 
 echo "== kontti-runc run demo"
 "$BIN/kontti-runc" --root "$state" run --bundle "$work/bundle" demo
-echo "== exit status propagated: $?"
+
+echo "== the container's exit status is propagated"
+sed -i 's/"sh", "-c", ".*"$/"sh", "-c", "exit 3"/' "$work/bundle/config.json"
+rc=0
+"$BIN/kontti-runc" --root "$state" run --bundle "$work/bundle" demo || rc=$?
+echo "kontti-runc run exited with $rc"
+[ "$rc" -eq 3 ]
