@@ -271,3 +271,54 @@ fn systemd_cgroup_is_a_clear_error() {
     assert!(err.contains("--systemd-cgroup"), "{err}");
     w.assert_clean();
 }
+
+#[test]
+fn exec_with_a_tty_sends_the_pty_to_the_console_socket() {
+    use std::os::fd::AsFd;
+    use std::os::unix::net::UnixListener;
+    let mut w = World::new("exectty", &["sleep", "100"]);
+    assert!(w.create().status.success());
+    assert!(w.runc(&["start", &w.id]).status.success());
+    let dir = common::scratch();
+    let sock = dir.join("console.sock");
+    let listener = UnixListener::bind(&sock).unwrap();
+    let reader = std::thread::spawn(move || {
+        let (conn, _) = listener.accept().unwrap();
+        let mut name = [0u8; 64];
+        let (_, fd) = kontti_runtime::sys::term::recv_fd(conn.as_fd(), &mut name).unwrap();
+        let mut master = std::fs::File::from(fd.expect("pty master"));
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = std::io::Read::read(&mut master, &mut buf) {
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+        String::from_utf8_lossy(&out).replace('\r', "")
+    });
+    let out = w.runc(&[
+        "exec",
+        "--tty",
+        "--console-socket",
+        sock.to_str().unwrap(),
+        &w.id,
+        "sh",
+        "-c",
+        "tty; echo ok; exit 4",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = reader.join().unwrap();
+    assert!(
+        text.starts_with("/dev/pts/") && text.ends_with("\nok\n"),
+        "{text:?}"
+    );
+    assert!(w.runc(&["delete", "--force", &w.id]).status.success());
+    std::fs::remove_dir_all(dir).unwrap();
+    w.assert_clean();
+}

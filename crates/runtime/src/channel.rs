@@ -49,7 +49,14 @@ impl Channel {
 
     /// Receives one message.
     pub fn recv(&self) -> io::Result<Msg> {
-        let mut buf = vec![0u8; 65536];
+        // messages are small (a tag, a pid, a state JSON); peek at the size
+        // so that a large state (many annotations) still fits
+        let mut buf = vec![
+            0u8;
+            crate::sys::term::next_msg_len(self.fd.as_fd())
+                .unwrap_or(4096)
+                .max(1)
+        ];
         loop {
             // read(2) on a seqpacket socket returns exactly one message
             match crate::sys::term::read(self.fd.as_fd(), &mut buf) {

@@ -170,3 +170,27 @@ pub fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
     }
     Ok(n as usize)
 }
+
+/// The length of the next message on a seqpacket socket, without reading it
+/// (`MSG_PEEK | MSG_TRUNC`); 0 at end-of-file. Blocks until one arrives.
+pub fn next_msg_len(fd: BorrowedFd<'_>) -> io::Result<usize> {
+    loop {
+        // SAFETY: a NULL buffer of length 0 is valid with MSG_TRUNC, which
+        // makes the kernel return the message's real length.
+        let n = unsafe {
+            libc::recv(
+                fd.as_raw_fd(),
+                std::ptr::null_mut(),
+                0,
+                libc::MSG_PEEK | libc::MSG_TRUNC,
+            )
+        };
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
