@@ -16,6 +16,25 @@
 //!   instruction, the args and environment in effect and the digests of the
 //!   files read.
 //!
+//! The executor's loop over one stage, in short:
+//!
+//! ```
+//! use kontti_build::{ArgSources, CacheKey, ParseOptions, StepEnv, parse};
+//!
+//! let df = parse("FROM busybox\nENV DIR=/app\nWORKDIR $DIR\n", &ParseOptions::default())?;
+//! let plan = df.plan(None)?;
+//! let stage = &df.stages[plan.target];
+//! let sources = ArgSources { build_args: &df.build_args, meta_args: &df.meta_args };
+//! let mut env = StepEnv::from_image_env(&["PATH=/bin"]); // the base image's Env
+//! let mut key = CacheKey::base("sha256:<base manifest digest>", "linux/amd64");
+//! for node in &stage.instructions {
+//!     env.apply(&node.instruction, sources, df.directives.escape)?;
+//!     let step = node.expanded_in(&env, df.directives.escape, &df.file_name)?;
+//!     key = key.step(&step, &env, &[]); // plus the digests of what the step reads
+//! }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! It does not run RUN steps, write layers or talk to registries: the build
 //! executor does that on top of this crate.
 
