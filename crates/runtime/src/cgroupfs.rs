@@ -260,3 +260,19 @@ pub fn mount_cgroups(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::own_path;
+
+    const TABLE: &str = "9:name=systemd:/a\n4:cpu,cpuacct:/b\n3:memory:/c\n0::/d\n";
+
+    #[test]
+    fn own_path_matches_controllers_ignoring_mount_options() {
+        assert_eq!(own_path(TABLE, "xattr,name=systemd").as_deref(), Some("/a"));
+        assert_eq!(own_path(TABLE, "cpu,cpuacct").as_deref(), Some("/b"));
+        assert_eq!(own_path(TABLE, "memory").as_deref(), Some("/c"));
+        assert_eq!(own_path(TABLE, "").as_deref(), Some("/d"));
+        assert_eq!(own_path(TABLE, "pids"), None);
+    }
+}
