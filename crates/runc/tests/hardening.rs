@@ -11,9 +11,10 @@
 
 mod common;
 
-use std::process::Output;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
 
-use common::{BIN, World};
+use common::{BIN, World, scratch};
 use serde_json::json;
 
 /// The runtime binary's bytes, to compare before and after an attack.
@@ -27,6 +28,30 @@ fn text(out: &Output) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     )
+}
+
+/// `kontti-runc run` started through a host shell that leaves fd 5 open on
+/// the host directory `dir` and fd 7 on the host file `file` (neither
+/// close-on-exec), as a careless caller would.
+fn run_with_leaked_fds(w: &mut World, dir: &Path, file: &Path, extra: &[&str]) -> Output {
+    w.write();
+    Command::new("sh")
+        .arg("-c")
+        .arg(r#"exec 5<"$1" 7<"$2"; shift 2; exec "$@""#)
+        .arg("sh")
+        .arg(dir)
+        .arg(file)
+        .arg(BIN)
+        .arg("--root")
+        .arg(w.root.path())
+        .arg("run")
+        .args(extra)
+        .arg("--bundle")
+        .arg(w.bundle.path())
+        .arg(&w.id)
+        .stdin(Stdio::null())
+        .output()
+        .expect("spawn kontti-runc through sh")
 }
 
 // CVE-2019-5736 class. The container names the runtime itself as its
@@ -87,4 +112,99 @@ fn exec_runtime_exe_cannot_be_opened_from_inside() {
     assert!(w.runc(&["delete", "--force", &w.id]).status.success());
     assert!(runtime_bytes() == before, "kontti-runc changed on disk");
     w.assert_clean();
+}
+
+/// Lists the fds of the container's shell from a child `ls` (the trailing
+/// `true` keeps the shell from exec'ing ls, whose own directory fd would
+/// show up).
+const FD_LIST: &str = "ls /proc/$$/fd; true";
+
+// CVE-2024-21626 class: fds the caller leaked to kontti-runc (fd 5 on a
+// host directory, fd 7 on a host file) are not in the container; only 0, 1,
+// 2 and the preserved fd are. To see this fail, comment out the
+// `sp::cloexec_from(3 + preserve)` check in `exec` in
+// crates/runtime/src/process.rs.
+#[test]
+fn no_host_fd_leaks_into_the_container() {
+    let dir = scratch();
+    let file = dir.join("secret");
+    std::fs::write(&file, "host secret\n").unwrap();
+    let mut w = World::new("fdleak", &["sh", "-c", FD_LIST]);
+    let out = run_with_leaked_fds(&mut w, &dir, &file, &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "0\n1\n2\n");
+    // with --preserve-fds 1, fd 3 (here a pipe of the caller) stays and
+    // nothing above it
+    let mut w = World::new("fdkeep", &["sh", "-c", FD_LIST]);
+    w.write();
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(r#"exec 3</dev/null 5<"$1"; shift; exec "$@""#)
+        .arg("sh")
+        .arg(&dir)
+        .arg(BIN)
+        .arg("--root")
+        .arg(w.root.path())
+        .args(["run", "--preserve-fds", "1", "--bundle"])
+        .arg(w.bundle.path())
+        .arg(&w.id)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "0\n1\n2\n3\n");
+    w.assert_clean();
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+// CVE-2024-21626 class: a `process.cwd` of `/proc/self/fd/N` (N a host
+// directory fd leaked into the init, or one of the runtime's own) is
+// refused, so the process never starts with a cwd outside the rootfs. To
+// see this fail, replace `sfs::RESOLVE_IN_ROOT | sfs::RESOLVE_NO_MAGICLINKS`
+// with `0` in `enter_cwd` in crates/runtime/src/process.rs: the process then
+// starts in whatever directory fd 3 is (`RESOLVE_IN_ROOT` alone still
+// refuses magic links on kernel 6.x).
+#[test]
+fn cwd_through_a_leaked_fd_is_refused() {
+    let dir = scratch();
+    let file = dir.join("host-marker");
+    std::fs::write(&file, "on the host\n").unwrap();
+    for n in 3..=9 {
+        let mut w = World::new(&format!("cwdfd{n}"), &["cat", "host-marker"]);
+        w.config()["process"]["cwd"] = json!(format!("/proc/self/fd/{n}"));
+        let out = run_with_leaked_fds(&mut w, &dir, &file, &[]);
+        assert!(
+            !String::from_utf8_lossy(&out.stdout).contains("on the host"),
+            "fd {n}: the container read a host file through its cwd"
+        );
+        let err = common::one_line_error(&out);
+        assert!(err.contains("process.cwd"), "fd {n}: {err}");
+        w.assert_clean();
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+// CVE-2024-21626 class: a cwd that is a symlink in the image pointing at a
+// host path (absolute, and with `..`) resolves inside the rootfs: the host
+// directory's marker is never visible. What confines it is that the cwd is
+// resolved after the switch into the rootfs and under `RESOLVE_IN_ROOT`;
+// dropping only one of the two does not make this test fail, so it guards
+// against both being lost together (moving the `enter_cwd` call in
+// crates/runtime/src/init.rs before the switch and passing `0`).
+#[test]
+fn symlinked_cwd_stays_in_the_rootfs() {
+    let dir = scratch();
+    std::fs::write(dir.join("host-marker"), "on the host\n").unwrap();
+    let ups = format!("../../../../../../..{}", dir.display());
+    for (name, target) in [("abs", dir.display().to_string()), ("dotdot", ups)] {
+        let mut w = World::new(&format!("cwdlink-{name}"), &["true"]);
+        std::os::unix::fs::symlink(&target, w.bundle.rootfs().join("tmp/out")).unwrap();
+        std::fs::create_dir_all(w.bundle.rootfs().join(dir.strip_prefix("/").unwrap())).unwrap();
+        w.config()["process"]["cwd"] = json!("/tmp/out");
+        let (code, out) = w.sh("cat host-marker 2>/dev/null; echo in=$(pwd)");
+        assert_eq!(code, 0, "{name}: {out}");
+        assert!(!out.contains("on the host"), "{name}: {out}");
+        w.assert_clean();
+    }
+    std::fs::remove_dir_all(dir).unwrap();
 }
