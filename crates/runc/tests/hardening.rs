@@ -208,3 +208,48 @@ fn symlinked_cwd_stays_in_the_rootfs() {
     }
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+// CVE-2021-30465 class: mount destinations under a symlink in the image
+// that points at a host directory (absolute, or `../` up and over) land
+// inside the rootfs; the host directory gets no new entry and no mount. To
+// see this fail, set `IN_ROOT` to `0` in crates/runtime/src/mounts.rs:
+// targets then follow the symlink to the host path and the mount points
+// `vol` and `sub` are created in the host directory.
+#[test]
+fn mount_destination_symlink_never_leaves_the_rootfs() {
+    let host = scratch();
+    let src = scratch();
+    std::fs::write(src.join("volume-marker"), "from the volume\n").unwrap();
+    let ups = format!("../../../../../../..{}", host.display());
+    for (name, target) in [("abs", host.display().to_string()), ("dotdot", ups)] {
+        let mut w = World::new(&format!("mntlink-{name}"), &["true"]);
+        let r = w.bundle.rootfs();
+        std::os::unix::fs::symlink(&target, r.join("etc/x")).unwrap();
+        std::fs::create_dir_all(r.join(host.strip_prefix("/").unwrap())).unwrap();
+        let m = w.config()["mounts"].as_array_mut().unwrap();
+        m.push(json!({"destination": "/etc/x/vol", "type": "bind",
+                      "source": src.to_str().unwrap(), "options": ["rbind", "ro"]}));
+        m.push(json!({"destination": "/etc/x/sub", "type": "tmpfs", "source": "tmpfs"}));
+        let script = format!(
+            "cat {h}/vol/volume-marker; stat -f -c %T {h}/sub",
+            h = host.display()
+        );
+        let (code, out) = w.sh(&script);
+        let leftovers: Vec<_> = std::fs::read_dir(&host).unwrap().collect();
+        assert!(
+            leftovers.is_empty(),
+            "{name}: host dir touched: {leftovers:?}"
+        );
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        assert!(
+            !mounts.contains(host.to_str().unwrap()),
+            "{name}: host dir mounted"
+        );
+        // the mounts are where the symlink points inside the rootfs
+        assert_eq!(code, 0, "{name}: {out}");
+        assert_eq!(out, "from the volume\ntmpfs\n", "{name}");
+        w.assert_clean();
+    }
+    std::fs::remove_dir_all(host).unwrap();
+    std::fs::remove_dir_all(src).unwrap();
+}
