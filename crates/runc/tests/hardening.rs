@@ -253,3 +253,153 @@ fn mount_destination_symlink_never_leaves_the_rootfs() {
     std::fs::remove_dir_all(host).unwrap();
     std::fs::remove_dir_all(src).unwrap();
 }
+
+/// A bundle without the /dev tmpfs, so that the image's own /dev is used.
+fn world_with_image_dev(name: &str) -> World {
+    let mut w = World::new(name, &["true"]);
+    w.config()["mounts"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|m| m["destination"] != "/dev");
+    w
+}
+
+// 2025 runc class (CVE-2025-31133): the image's /dev/null is a symlink to
+// /proc/sys/kernel/core_pattern; the runtime must not bind that file over
+// the masked paths (which would make core_pattern writable under a masked
+// name). The container writes to the masked paths; the host core_pattern
+// is unchanged. To see this fail, make `open_dev_null` in
+// crates/runtime/src/rootfs.rs open with `sfs::RESOLVE_IN_ROOT` only and
+// drop the 1:3 check.
+#[test]
+fn masked_paths_cannot_be_redirected_by_a_dev_null_symlink() {
+    let core_pattern = std::fs::read("/proc/sys/kernel/core_pattern").unwrap();
+    let mut w = world_with_image_dev("devnull");
+    let dev = w.bundle.rootfs().join("dev");
+    std::os::unix::fs::symlink("/proc/sys/kernel/core_pattern", dev.join("null")).unwrap();
+    let (code, out) = w.sh(
+        "for p in /proc/kcore /proc/timer_list /proc/keys; do echo '|/evil' > $p; done 2>/dev/null; \
+         stat -c %t:%T /proc/kcore",
+    );
+    // refused (a clear error naming /dev/null) or masked with the null device
+    if code == 0 {
+        assert_eq!(out, "1:3\n");
+    } else {
+        assert!(out.contains("/dev/null"), "{out}");
+        assert_eq!(out.trim_end().lines().count(), 1, "{out}");
+    }
+    let after = std::fs::read("/proc/sys/kernel/core_pattern").unwrap();
+    if after != core_pattern {
+        // put the host back before failing
+        let _ = std::fs::write("/proc/sys/kernel/core_pattern", &core_pattern);
+        panic!(
+            "host core_pattern changed to {:?}",
+            String::from_utf8_lossy(&after)
+        );
+    }
+    w.assert_clean();
+}
+
+// 2025 runc class (CVE-2025-52565): the image's /dev/console is a symlink to
+// a host file; with a terminal, the pty is bound onto a fresh /dev/console
+// inside the container, never onto the symlink's target. To see this fail,
+// drop the `unlinkat(..., "console", ...)` and `O_EXCL | O_NOFOLLOW` in
+// `bind_console` in crates/runtime/src/rootfs.rs.
+#[test]
+fn dev_console_symlink_cannot_redirect_the_pty() {
+    use std::os::unix::net::UnixListener;
+    let host = scratch();
+    let victim = host.join("victim");
+    std::fs::write(&victim, "host file\n").unwrap();
+    let mut w = world_with_image_dev("console");
+    let r = w.bundle.rootfs();
+    std::os::unix::fs::symlink(&victim, r.join("dev/console")).unwrap();
+    let mknod = Command::new("mknod")
+        .args(["-m", "666"])
+        .arg(r.join("dev/null"))
+        .args(["c", "1", "3"])
+        .status()
+        .unwrap();
+    assert!(mknod.success(), "mknod dev/null");
+    std::fs::create_dir_all(r.join(host.strip_prefix("/").unwrap())).unwrap();
+    std::fs::write(r.join(victim.strip_prefix("/").unwrap()), "rootfs file\n").unwrap();
+    w.config()["process"]["terminal"] = json!(true);
+    w.config()["process"]["args"] = json!([
+        "sh",
+        "-c",
+        "{ [ -c /dev/console ] && echo char; [ -L /dev/console ] || echo not-link; } > /result"
+    ]);
+    let sock = host.join("console.sock");
+    let listener = UnixListener::bind(&sock).unwrap();
+    let holder = std::thread::spawn(move || {
+        use std::os::fd::AsFd;
+        let (conn, _) = listener.accept().unwrap();
+        let mut name = [0u8; 64];
+        let (_, fd) = kontti_runtime::sys::term::recv_fd(conn.as_fd(), &mut name).unwrap();
+        let mut master = std::fs::File::from(fd.expect("pty master"));
+        // EIO once the container's side is closed
+        let _ = std::io::copy(&mut master, &mut std::io::sink());
+    });
+    w.write();
+    let b = w.bundle.path().to_str().unwrap().to_owned();
+    let out = w.runc(&[
+        "run",
+        "--console-socket",
+        sock.to_str().unwrap(),
+        "--bundle",
+        &b,
+        &w.id,
+    ]);
+    let _ = holder.join();
+    assert!(out.status.success(), "{}", text(&out));
+    let result = std::fs::read_to_string(r.join("result")).unwrap();
+    assert_eq!(result, "char\nnot-link\n");
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "host file\n");
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.contains(victim.to_str().unwrap()),
+        "host file mounted over"
+    );
+    w.assert_clean();
+    std::fs::remove_dir_all(host).unwrap();
+}
+
+// 2025 runc class (CVE-2025-52881): a tmpfs (or a bind of a host file)
+// overlaid on /proc/sys by the config must not receive the runtime's
+// read-only remount or sysctl writes: /proc targets are checked with
+// fstatfs to be procfs, and the run is refused. To see this fail, remove the
+// `PROC_SUPER_MAGIC` check in `open_protected` in
+// crates/runtime/src/rootfs.rs.
+#[test]
+fn proc_targets_must_be_procfs() {
+    let mut w = World::new("procfs", &["true"]);
+    w.config()["mounts"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"destination": "/proc/sys", "type": "tmpfs", "source": "tmpfs"}));
+    let out = w.run();
+    let err = common::one_line_error(&out);
+    assert!(err.contains("/proc/sys") && err.contains("procfs"), "{err}");
+    w.assert_clean();
+
+    // sysctls are written to procfs only, not to a file bound over /proc/sys/...
+    let host = scratch();
+    let fake = host.join("domainname");
+    std::fs::write(&fake, "untouched\n").unwrap();
+    let mut w = World::new("procsysctl", &["true"]);
+    let c = w.config();
+    c["linux"]["readonlyPaths"] = json!([]);
+    c["mounts"].as_array_mut().unwrap().push(json!({
+        "destination": "/proc/sys/kernel/domainname", "type": "bind",
+        "source": fake.to_str().unwrap(), "options": ["bind"]}));
+    c["linux"]["sysctl"] = json!({"kernel.domainname": "pwned"});
+    let out = w.run();
+    let err = common::one_line_error(&out);
+    assert!(
+        err.contains("linux.sysctl") && err.contains("procfs"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_to_string(&fake).unwrap(), "untouched\n");
+    w.assert_clean();
+    std::fs::remove_dir_all(host).unwrap();
+}

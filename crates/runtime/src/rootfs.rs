@@ -443,10 +443,12 @@ pub fn sysctls(spec: &Spec) -> Result<(), RuntimeError> {
             )));
         }
         let rel = PathBuf::from("proc/sys").join(k.replace('.', "/"));
+        // no O_TRUNC: nothing may change before the procfs check below
+        // (a file bound over /proc/sys would be emptied otherwise)
         let fd = sfs::openat2(
             root.as_fd(),
             &rel,
-            libc::O_WRONLY | libc::O_TRUNC,
+            libc::O_WRONLY,
             0,
             sfs::RESOLVE_IN_ROOT | sfs::RESOLVE_NO_SYMLINKS,
         )
