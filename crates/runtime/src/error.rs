@@ -93,9 +93,7 @@ impl RuntimeError {
             RuntimeError::BundleNotFound(_) | RuntimeError::NotFound(_) => ErrorKind::NotFound,
             RuntimeError::ExecNotFound(_) => ErrorKind::NotFound,
             RuntimeError::RootfsMissing(_) => ErrorKind::NotFound,
-            RuntimeError::Config { .. } | RuntimeError::Invalid(_) => {
-                ErrorKind::Invalid
-            }
+            RuntimeError::Config { .. } | RuntimeError::Invalid(_) => ErrorKind::Invalid,
             RuntimeError::AlreadyExists(_) => ErrorKind::AlreadyExists,
             RuntimeError::WrongState { .. } => ErrorKind::Conflict,
             RuntimeError::Unsupported(_) => ErrorKind::Unavailable,

@@ -46,7 +46,9 @@ pub fn resolve(process: &Process) -> Result<ExecPlan, RuntimeError> {
     let path = if arg0.contains('/') {
         let p = PathBuf::from(arg0);
         if !is_executable(&p) {
-            return Err(RuntimeError::ExecNotFound(format!("{arg0:?} in the container (process.args[0])")));
+            return Err(RuntimeError::ExecNotFound(format!(
+                "{arg0:?} in the container (process.args[0])"
+            )));
         }
         p
     } else {
