@@ -11,7 +11,8 @@
 # shares 4 of the 5 layers, pulled after the first.
 # Prints a markdown table. Needs root, docker-registry, podman, skopeo, umoci,
 # python3. Environment: KONTTI (binary; default: cargo build --release),
-# RUNS (default 3), WORK (scratch directory; default under /var/tmp).
+# RUNS (default 3), WORK (scratch directory; default under /var/tmp),
+# KEEP_WORK=1 (keep it), ONLY_IMAGES=1 (build the images and stop).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,8 +26,11 @@ WORK=${WORK:-$(mktemp -d /var/tmp/kontti-bench.XXXXXX)}
 mkdir -p "$WORK"
 REG_PID=
 cleanup() {
-    [ -n "$REG_PID" ] && kill "$REG_PID" 2>/dev/null && wait "$REG_PID" 2>/dev/null
-    rm -rf "$WORK"
+    if [ -n "$REG_PID" ]; then
+        kill "$REG_PID" 2>/dev/null || true
+        wait "$REG_PID" 2>/dev/null || true
+    fi
+    [ -n "${KEEP_WORK:-}" ] || rm -rf "$WORK"
 }
 trap cleanup EXIT
 
@@ -73,20 +77,20 @@ build_images() {
     mkdir -p "$B/rootfs/bin"
     cp /bin/busybox "$B/rootfs/bin/busybox"
     ln -s busybox "$B/rootfs/bin/sh"
-    umoci repack --image "$L:img" "$B"
+    umoci repack --refresh-bundle --image "$L:img" "$B"
     for kind in small large medium; do
         gen_layer "$B/rootfs" "$kind" 1
-        umoci repack --image "$L:img" "$B"
+        umoci repack --refresh-bundle --image "$L:img" "$B"
     done
     umoci config --image "$L:img" --config.cmd /bin/sh
     umoci tag --image "$L:img" base
     gen_layer "$B/rootfs" app 1
-    umoci repack --image "$L:img" "$B"
+    umoci repack --refresh-bundle --image "$L:img" "$B"
     rm -rf "$B"
     umoci unpack --image "$L:base" "$B" >/dev/null
     umoci tag --image "$L:base" img2
     gen_layer "$B/rootfs" app 2
-    umoci repack --image "$L:img2" "$B"
+    umoci repack --refresh-bundle --image "$L:img2" "$B"
     rm -rf "$B"
 }
 
@@ -143,6 +147,7 @@ pull_skopeo_umoci() {
 
 log "generating images in $WORK"
 build_images
+[ -z "${ONLY_IMAGES:-}" ] || exit 0
 start_registry
 REF=127.0.0.1:$PORT/bench/img:v1
 REF2=127.0.0.1:$PORT/bench/img2:v1
@@ -152,13 +157,13 @@ SIZE_MB=$(python3 - "$WORK/layout" <<'PY'
 import json, sys, os
 L = sys.argv[1]
 idx = json.load(open(os.path.join(L, "index.json")))
-m = [x for x in idx["manifests"] if x.get("annotations", {}).get("org.opencontainers.image.ref.name") == "img"][0]
+m = [x for x in idx["manifests"] if x.get("annotations", {}).get("org.opencontainers.image.ref.name") == "img"][-1]
 man = json.load(open(os.path.join(L, "blobs", *m["digest"].split(":"))))
 comp = sum(l["size"] for l in man["layers"])
 print(f"{len(man['layers'])} layers, {comp / 1e6:.1f} MB compressed")
 PY
 )
-UNCOMP=$(du -sb --apparent-size "$WORK/layout" >/dev/null; umoci unpack --image "$WORK/layout:img" "$WORK/size-bundle" >/dev/null && du -s --apparent-size -B1 "$WORK/size-bundle/rootfs" | cut -f1)
+UNCOMP=$(umoci unpack --image "$WORK/layout:img" "$WORK/size-bundle" >/dev/null && du -s --apparent-size -B1 "$WORK/size-bundle/rootfs" | cut -f1)
 rm -rf "$WORK/size-bundle"
 
 for i in $(seq "$RUNS"); do
