@@ -6,6 +6,7 @@
 //! watch from a past revision replays `log` and then follows the live [`hub::Hub`].
 
 mod codec;
+mod file;
 mod hub;
 mod read;
 mod writer;
@@ -111,9 +112,21 @@ impl EmbeddedStore {
                 ))
             })?;
         }
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(|e| {
+                StoreError::Unavailable(format!("opening store {}: {e}", path.display()))
+            })?;
+        let backend = file::AllocatingFile::new(file).map_err(|e| {
+            StoreError::Unavailable(format!("opening store {}: {e}", path.display()))
+        })?;
         let db = redb::Builder::new()
             .set_cache_size(options.cache_bytes)
-            .create(path)
+            .create_with_backend(backend)
             .map_err(|e| {
                 StoreError::Unavailable(format!("opening store {}: {e}", path.display()))
             })?;
