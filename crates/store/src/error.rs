@@ -36,7 +36,8 @@ pub enum StoreError {
     Compacted {
         /// The revision asked for.
         requested: Revision,
-        /// The store's compaction point: revisions after it are kept.
+        /// The store's compaction point: revisions after it are kept (0 when etcd does not report it,
+        /// as for a read at a compacted revision).
         compacted: Revision,
     },
     /// A watch consumer did not keep up and its bounded buffer filled: re-list and watch again.

@@ -144,7 +144,8 @@ pub trait Store: Send + Sync + 'static {
 
     /// Events for keys that start with `prefix` with a revision greater than `after`, in revision order:
     /// first the history, then live. Pass the revision of a [`range`](Store::range) to see every change
-    /// after that read. Fails with [`StoreError::Compacted`] if `after` is older than the history window.
+    /// after that read. Fails with [`StoreError::Compacted`] if `after` is older than the history window
+    /// (if a compaction races the call, the stream ends with that error instead).
     async fn watch(&self, prefix: &str, after: Revision) -> Result<WatchStream, StoreError>;
 
     /// The store's current revision.
