@@ -213,10 +213,11 @@ fn cwd_that_does_not_exist() {
 }
 
 #[test]
-fn terminal_without_console_socket() {
+fn create_with_a_terminal_needs_a_console_socket() {
     let mut w = World::new("noconsole", &["true"]);
     w.config()["process"]["terminal"] = json!(true);
-    let (err, _) = fails(&mut w);
+    let out = w.create();
+    let err = one_line_error(&out);
     assert!(err.contains("--console-socket"), "{err}");
     w.assert_clean();
 }

@@ -366,3 +366,22 @@ fn without_a_cgroup_namespace_the_own_cgroup_is_bound() {
     assert_eq!(out, "33554432\n12\nro,nosuid,nodev,noexec,relatime\n");
     w.assert_clean();
 }
+
+#[test]
+fn run_in_the_foreground_proxies_the_terminal_itself() {
+    let mut w = World::new("ttyproxy", &["sh", "-c", "tty; stty size; echo done"]);
+    w.config()["process"]["terminal"] = json!(true);
+    w.config()["process"]["consoleSize"] = json!({"height": 24, "width": 80});
+    let out = w.run();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // stdout is not a terminal here, so the size stays the config's
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "/dev/pts/0\r\n24 80\r\ndone\r\n"
+    );
+    w.assert_clean();
+}

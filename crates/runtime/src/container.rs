@@ -98,11 +98,14 @@ pub struct Created {
     /// The state directory (locked while this value lives).
     pub dir: StateDir,
     chan: Channel,
+    /// Our end of the socket the init sends the pty master to, when `run`
+    /// proxies the terminal itself.
+    tty: Option<OwnedFd>,
 }
 
 /// `create`: the init waits on the exec FIFO for `start`.
 pub fn create(opts: &CreateOptions) -> Result<Created, RuntimeError> {
-    spawn(opts, true)
+    spawn(opts, true, false)
 }
 
 /// `run`: create, start, and unless `detach`, wait and delete. Returns the
@@ -112,8 +115,13 @@ pub fn run(opts: &CreateOptions, detach: bool) -> Result<i32, RuntimeError> {
         // grandchildren (joined pid namespace) are reparented to us
         sp::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0).ctx(|| "become a subreaper".to_owned())?;
     }
-    let created = spawn(opts, false)?;
-    let Created { record, dir, chan } = created;
+    let created = spawn(opts, false, !detach)?;
+    let Created {
+        record,
+        dir,
+        chan,
+        tty,
+    } = created;
     let pid = record.pid;
     // block the signals to forward before the container can exit
     let sfd = if detach {
@@ -148,7 +156,17 @@ pub fn run(opts: &CreateOptions, detach: bool) -> Result<i32, RuntimeError> {
     }
     let Some(sfd) = sfd else { return Ok(0) };
     drop(dir);
-    let exit = wait_forwarding(pid, sfd.as_fd())?;
+    let exit = match tty {
+        Some(sock) => {
+            let mut name = [0u8; 64];
+            let (_, master) = crate::sys::term::recv_fd(sock.as_fd(), &mut name)
+                .ctx(|| "receive the pty master".to_owned())?;
+            let master =
+                master.ok_or_else(|| RuntimeError::Invalid("the init sent no pty".into()))?;
+            crate::tty_proxy::proxy(pid, sfd.as_fd(), master)?
+        }
+        None => wait_forwarding(pid, sfd.as_fd())?,
+    };
     // the record is re-locked for deletion
     let dir = StateDir::open(&opts.root, &opts.id)?;
     crate::ops::cleanup(dir, &record);
@@ -240,7 +258,9 @@ fn write_id_map(
     })
 }
 
-fn spawn(opts: &CreateOptions, use_fifo: bool) -> Result<Created, RuntimeError> {
+/// `proxy_tty`: a terminal without a console socket is proxied by the
+/// caller (`run` in the foreground) instead of refused.
+fn spawn(opts: &CreateOptions, use_fifo: bool, proxy_tty: bool) -> Result<Created, RuntimeError> {
     ContainerId::new(opts.id.as_str()).map_err(|e| RuntimeError::Invalid(e.to_string()))?;
     let Bundle {
         dir: bundle,
@@ -255,16 +275,22 @@ fn spawn(opts: &CreateOptions, use_fifo: bool) -> Result<Created, RuntimeError> 
         .as_ref()
         .ok_or_else(|| RuntimeError::Invalid("process: missing".into()))?;
     let terminal = process.terminal().unwrap_or(false);
-    if terminal && opts.console_socket.is_none() {
+    if terminal && opts.console_socket.is_none() && !proxy_tty {
         return Err(RuntimeError::Invalid(
             "process.terminal is true but --console-socket was not given".into(),
         ));
     }
+    let mut tty = None;
     let console = match &opts.console_socket {
         Some(p) if terminal => {
             Some(OwnedFd::from(UnixStream::connect(p).ctx(|| {
                 format!("connect to console socket {}", p.display())
             })?))
+        }
+        None if terminal => {
+            let (ours, theirs) = UnixStream::pair().ctx(|| "create the pty socket".to_owned())?;
+            tty = Some(OwnedFd::from(ours));
+            Some(OwnedFd::from(theirs))
         }
         _ => None,
     };
@@ -389,7 +415,12 @@ fn spawn(opts: &CreateOptions, use_fifo: bool) -> Result<Created, RuntimeError> 
         write_pid_file(p, pid)?;
     }
     let dir = undo.disarm();
-    Ok(Created { record, dir, chan })
+    Ok(Created {
+        record,
+        dir,
+        chan,
+        tty,
+    })
 }
 
 /// Writes a pid file atomically.
@@ -407,6 +438,10 @@ fn fork_init(
     chan: &Channel,
     keyring: Option<&str>,
 ) -> Result<i32, RuntimeError> {
+    // non-dumpable before forking: the init inherits it from its first
+    // instruction, so a process in a joined pid namespace never sees a
+    // dumpable runtime in /proc
+    sp::prctl(libc::PR_SET_DUMPABLE, 0, 0).ctx(|| "set non-dumpable".to_owned())?;
     if plan.join.is_empty() {
         match sp::clone(plan.clone_flags as u64).ctx(|| "clone the container init".to_owned())? {
             sp::Forked::Parent(pid) => return Ok(pid),

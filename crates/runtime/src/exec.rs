@@ -126,6 +126,9 @@ pub fn exec(opts: &ExecOptions) -> Result<i32, RuntimeError> {
     } else {
         Some(forwarding_signalfd()?)
     };
+    // non-dumpable before forking: the children inherit it, so there is no
+    // moment in which a container process could open their /proc entries
+    sp::prctl(libc::PR_SET_DUMPABLE, 0, 0).ctx(|| "set non-dumpable".to_owned())?;
     let mid = match sp::clone(0).ctx(|| "fork".to_owned())? {
         sp::Forked::Child => {
             drop(chan);

@@ -32,5 +32,6 @@ mod seccomp_glue;
 pub mod state;
 pub mod sys;
 pub mod templates;
+mod tty_proxy;
 
 pub use error::RuntimeError;

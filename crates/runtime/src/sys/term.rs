@@ -194,3 +194,81 @@ pub fn next_msg_len(fd: BorrowedFd<'_>) -> io::Result<usize> {
         }
     }
 }
+
+/// `poll(2)` on `fds` (fd, events); returns the revents per entry.
+pub fn poll(fds: &[(BorrowedFd<'_>, i16)], timeout_ms: i32) -> io::Result<Vec<i16>> {
+    let mut p: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|(fd, ev)| libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: *ev,
+            revents: 0,
+        })
+        .collect();
+    loop {
+        // SAFETY: `p` is a valid array of `p.len()` pollfd structs.
+        let r = unsafe { libc::poll(p.as_mut_ptr(), p.len() as libc::nfds_t, timeout_ms) };
+        if r >= 0 {
+            return Ok(p.iter().map(|x| x.revents).collect());
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// Whether `fd` is a terminal.
+pub fn is_tty(fd: BorrowedFd<'_>) -> bool {
+    // SAFETY: isatty only inspects the fd.
+    unsafe { libc::isatty(fd.as_raw_fd()) == 1 }
+}
+
+/// A terminal's window size (rows, cols).
+pub fn get_winsize(tty: BorrowedFd<'_>) -> io::Result<(u16, u16)> {
+    // SAFETY: an all-zero winsize is valid.
+    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+    // SAFETY: TIOCGWINSZ writes a winsize to the valid pointer.
+    cvt(unsafe { libc::ioctl(tty.as_raw_fd(), libc::TIOCGWINSZ, &mut ws) })?;
+    Ok((ws.ws_row, ws.ws_col))
+}
+
+/// Saved terminal attributes, restored by [`restore_termios`].
+pub struct Termios(libc::termios);
+
+/// Puts `tty` in raw mode; returns the previous attributes.
+pub fn make_raw(tty: BorrowedFd<'_>) -> io::Result<Termios> {
+    // SAFETY: an all-zero termios is valid storage for tcgetattr.
+    let mut t: libc::termios = unsafe { std::mem::zeroed() };
+    // SAFETY: `t` is writable; `tty` is an open fd.
+    cvt(unsafe { libc::tcgetattr(tty.as_raw_fd(), &mut t) })?;
+    let saved = Termios(t);
+    // SAFETY: `t` holds attributes read above.
+    unsafe { libc::cfmakeraw(&mut t) };
+    // SAFETY: `t` is a valid termios.
+    cvt(unsafe { libc::tcsetattr(tty.as_raw_fd(), libc::TCSANOW, &t) })?;
+    Ok(saved)
+}
+
+/// Restores attributes saved by [`make_raw`].
+pub fn restore_termios(tty: BorrowedFd<'_>, saved: &Termios) {
+    // SAFETY: `saved.0` was filled by tcgetattr.
+    unsafe { libc::tcsetattr(tty.as_raw_fd(), libc::TCSANOW, &saved.0) };
+}
+
+/// `write(2)` of the whole buffer, retrying short writes.
+pub fn write_all(fd: BorrowedFd<'_>, mut buf: &[u8]) -> io::Result<()> {
+    while !buf.is_empty() {
+        // SAFETY: the pointer and length describe `buf`.
+        let n = unsafe { libc::write(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len()) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        buf = &buf[n as usize..];
+    }
+    Ok(())
+}
