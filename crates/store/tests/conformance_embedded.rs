@@ -123,3 +123,23 @@ mod embedded_window {
         );
     }
 }
+
+/// A second open of a store file that is in use fails clearly instead of sharing it.
+#[test]
+fn a_store_file_in_use_cannot_be_opened_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.redb");
+    let first = EmbeddedStore::open(&path, EmbeddedOptions::default()).expect("first open");
+    let err = EmbeddedStore::open(&path, EmbeddedOptions::default()).unwrap_err();
+    assert!(
+        matches!(err, kontti_store::StoreError::Unavailable(_)),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains(&path.display().to_string()),
+        "the error names the file: {err}"
+    );
+    drop(first);
+    EmbeddedStore::open(&path, EmbeddedOptions::default())
+        .expect("open after the first handle closed");
+}
