@@ -322,3 +322,62 @@ fn exec_with_a_tty_sends_the_pty_to_the_console_socket() {
     std::fs::remove_dir_all(dir).unwrap();
     w.assert_clean();
 }
+
+#[test]
+fn update_changes_the_cgroup_limits() {
+    let mut w = World::new("update", &["sleep", "100"]);
+    assert!(w.create().status.success());
+    assert!(w.runc(&["start", &w.id]).status.success());
+    let out = w.runc(&["update", "--memory", "96m", "--pids-limit", "33", &w.id]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = w.runc(&[
+        "exec",
+        &w.id,
+        "cat",
+        "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+        "/sys/fs/cgroup/pids/pids.max",
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("{}\n33\n", 96 << 20)
+    );
+    let bad = w.runc(&["update", "--memory", "lots", &w.id]);
+    let err = one_line_error(&bad);
+    assert!(err.contains("--memory \"lots\""), "{err}");
+    assert!(w.runc(&["delete", "--force", &w.id]).status.success());
+    w.assert_clean();
+}
+
+#[test]
+fn kill_all_signals_every_process_and_ps_lists_them() {
+    let mut w = World::new("killall", &["sh", "-c", "sleep 100 & sleep 100 & wait"]);
+    assert!(w.create().status.success());
+    assert!(w.runc(&["start", &w.id]).status.success());
+    let mut pids: Vec<i32> = Vec::new();
+    for _ in 0..100 {
+        let out = w.runc(&["ps", "--format", "json", &w.id]);
+        pids = serde_json::from_slice(&out.stdout).unwrap();
+        if pids.len() == 3 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(pids.len(), 3, "{pids:?}");
+    let table = w.runc(&["ps", &w.id]);
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert_eq!(text.lines().count(), 4, "{text}");
+    assert!(w.runc(&["kill", "--all", &w.id, "KILL"]).status.success());
+    for _ in 0..200 {
+        if w.status() == "stopped" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(w.status(), "stopped");
+    assert!(w.runc(&["delete", &w.id]).status.success());
+    w.assert_clean();
+}
