@@ -364,6 +364,20 @@ fn v1_memory_pair_is_ordered_by_the_writer() {
 }
 
 #[test]
+fn v2_device_rules_become_one_program_with_the_defaults() {
+    let steps = resources::plan(
+        &resources(r#"{"devices": [{"allow": false, "access": "rwm"}, {"allow": true, "type": "c", "major": 4, "minor": 1, "access": "rw"}]}"#),
+        resources::Version::V2,
+    )
+    .unwrap();
+    let [Step::DeviceProgram(rules)] = steps.as_slice() else {
+        panic!("{steps:?}");
+    };
+    assert_eq!(rules.len(), 2 + default_device_rules().len());
+    assert_eq!(&rules[2..], default_device_rules().as_slice());
+}
+
+#[test]
 fn shares_and_weights_convert_like_runc() {
     assert_eq!(resources::shares_to_weight(2), 1);
     assert_eq!(resources::shares_to_weight(262_144), 10_000);

@@ -59,9 +59,9 @@ impl FilterArch {
     }
 }
 
-/// Syscall names of one architecture, sorted for binary search. Built per
-/// compile: the tables of the `syscalls` crate resolve names with a linear
-/// `match`, which dominated compile time.
+/// Syscall names of one architecture, sorted by name, built per compile
+/// and merged with the profile's sorted names (the `syscalls` crate's own
+/// lookup is a linear `match` over strings, which dominated compile time).
 ///
 /// x32 numbers are the x86_64 ones with [`X32_SYSCALL_BIT`]; the few
 /// syscalls that x32 numbers separately (512 and up, for compat structures)
@@ -86,19 +86,28 @@ impl SyscallTable {
             v
         }
         use syscalls::{aarch64, arm, x86, x86_64};
-        let (entries, bit) = match arch {
-            FilterArch::X86_64 => (collect(x86_64::Sysno::iter(), |s| s.name(), |s| s.id()), 0),
-            FilterArch::X32 => (
-                collect(x86_64::Sysno::iter(), |s| s.name(), |s| s.id()),
-                X32_SYSCALL_BIT,
-            ),
-            FilterArch::X86 => (collect(x86::Sysno::iter(), |s| s.name(), |s| s.id()), 0),
-            FilterArch::Aarch64 => (collect(aarch64::Sysno::iter(), |s| s.name(), |s| s.id()), 0),
-            FilterArch::Arm => (collect(arm::Sysno::iter(), |s| s.name(), |s| s.id()), 0),
+        let entries = match arch {
+            FilterArch::X86_64 | FilterArch::X32 => {
+                collect(x86_64::Sysno::iter(), |s| s.name(), |s| s.id())
+            }
+            FilterArch::X86 => collect(x86::Sysno::iter(), |s| s.name(), |s| s.id()),
+            FilterArch::Aarch64 => collect(aarch64::Sysno::iter(), |s| s.name(), |s| s.id()),
+            FilterArch::Arm => collect(arm::Sysno::iter(), |s| s.name(), |s| s.id()),
+        };
+        let bit = if arch == FilterArch::X32 {
+            X32_SYSCALL_BIT
+        } else {
+            0
         };
         SyscallTable { entries, bit }
     }
 
+    /// (name, number), sorted by name.
+    pub(crate) fn entries(&self) -> impl ExactSizeIterator<Item = (&'static str, u32)> + '_ {
+        self.entries.iter().map(|&(n, nr)| (n, nr | self.bit))
+    }
+
+    #[cfg(test)]
     pub(crate) fn lookup(&self, name: &str) -> Option<u32> {
         let i = self.entries.binary_search_by(|e| e.0.cmp(name)).ok()?;
         Some(self.entries[i].1 | self.bit)

@@ -17,7 +17,7 @@
 //! jump is written; a target more than 255 instructions away (the reach of
 //! a conditional jump) gets a nearby `ret` or `ja` stepping stone.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use super::arch::{FilterArch, X32_SYSCALL_BIT};
 use super::bpf::*;
@@ -56,8 +56,16 @@ pub(crate) struct Plan {
     pub default_action: u32,
     pub bad_arch_action: u32,
     /// Architectures in the order their checks appear.
-    pub arches: Vec<(FilterArch, BTreeMap<u32, Vec<usize>>)>,
+    pub arches: Vec<ArchRules>,
     pub rules: Vec<Rule>,
+}
+
+/// The rules of one architecture: for each syscall number (ascending),
+/// the range of `ids` holding its rule indices in profile order.
+pub(crate) struct ArchRules {
+    pub arch: FilterArch,
+    pub groups: Vec<(u32, usize, usize)>,
+    pub ids: Vec<usize>,
 }
 
 /// A jump destination: an emitted instruction, or "return this action"
@@ -238,16 +246,14 @@ impl Emitter {
     }
 
     /// Emits the section of one architecture; returns its entry.
-    fn section(
-        &mut self,
-        plan: &Plan,
-        syscalls: &BTreeMap<u32, Vec<usize>>,
-        x32: Option<Dest>,
-    ) -> usize {
+    fn section(&mut self, plan: &Plan, syscalls: &ArchRules, x32: Option<Dest>) -> usize {
         let default = plan.default_action;
-        let mut dests: Vec<(u32, Dest)> = Vec::with_capacity(syscalls.len());
-        for (&nr, ids) in syscalls.iter().rev() {
-            dests.push((nr, self.rules(&plan.rules, ids, default)));
+        let mut dests: Vec<(u32, Dest)> = Vec::with_capacity(syscalls.groups.len());
+        for &(nr, from, to) in syscalls.groups.iter().rev() {
+            dests.push((
+                nr,
+                self.rules(&plan.rules, &syscalls.ids[from..to], default),
+            ));
         }
         dests.reverse();
         // Intervals: [start, next start) → destination; gaps → default.
@@ -287,12 +293,13 @@ pub(crate) fn emit(plan: &Plan) -> Vec<Insn> {
         rev: Vec::with_capacity(64 + plan.rules.len() * 8),
         rets: HashMap::new(),
     };
-    let has_x32 = plan.arches.iter().any(|(a, _)| *a == FilterArch::X32);
+    let has_x32 = plan.arches.iter().any(|a| a.arch == FilterArch::X32);
     let mut entries: Vec<(u32, usize)> = Vec::new();
     let mut x32_entry = None;
     // Sections, last first. x32 shares x86_64's audit arch and is reached
     // from its section.
-    for (arch, syscalls) in plan.arches.iter().rev() {
+    for syscalls in plan.arches.iter().rev() {
+        let arch = syscalls.arch;
         match arch {
             FilterArch::X32 => x32_entry = Some(e.section(plan, syscalls, None)),
             FilterArch::X86_64 => {
@@ -311,7 +318,7 @@ pub(crate) fn emit(plan: &Plan) -> Vec<Insn> {
     }
     // x32 without x86_64: its own check of the shared audit arch.
     if has_x32
-        && !plan.arches.iter().any(|(a, _)| *a == FilterArch::X86_64)
+        && !plan.arches.iter().any(|a| a.arch == FilterArch::X86_64)
         && let Some(p) = x32_entry
     {
         entries.push((FilterArch::X32.audit(), p));

@@ -19,7 +19,6 @@ mod arch;
 mod bpf;
 mod compile;
 
-use std::collections::BTreeMap;
 use std::io;
 
 use kontti_core::ErrorKind;
@@ -30,7 +29,7 @@ use oci_spec::runtime::{
 use arch::{FilterArch, SyscallTable};
 use bpf::ret;
 pub use bpf::{Insn, MAX_INSNS};
-use compile::{Cond, Op, Plan, Rule};
+use compile::{ArchRules, Cond, Op, Plan, Rule};
 
 /// The largest errno a filter can return (`MAX_ERRNO`).
 const MAX_ERRNO: u32 = 4095;
@@ -228,11 +227,10 @@ pub fn compile(profile: &LinuxSeccomp) -> Result<SeccompProgram, SeccompError> {
         }
     }
 
-    // Rules, and for each architecture the rules of each syscall number.
+    // Rules, and the (name, profile entry) pairs to resolve per architecture.
     let mut rules: Vec<Rule> = Vec::new();
-    let mut per_arch: Vec<(FilterArch, BTreeMap<u32, Vec<usize>>)> =
-        arches.iter().map(|a| (*a, BTreeMap::new())).collect();
-    let tables: Vec<SyscallTable> = arches.iter().map(|a| SyscallTable::new(*a)).collect();
+    let mut entry_rules: Vec<(usize, usize)> = Vec::new();
+    let mut wanted: Vec<(&str, usize)> = Vec::new();
     for (si, sc) in profile.syscalls().iter().flatten().enumerate() {
         let field = format!("syscalls[{si}].");
         let action = action_value(sc.action(), sc.errno_ret(), &field)?;
@@ -278,20 +276,10 @@ pub fn compile(profile: &LinuxSeccomp) -> Result<SeccompProgram, SeccompError> {
         } else {
             rules.push(Rule { conds, action });
         }
-        let ids: Vec<usize> = (first..rules.len()).collect();
-        for name in sc.names() {
-            let mut known = false;
-            for ((_, map), table) in per_arch.iter_mut().zip(&tables) {
-                if let Some(nr) = table.lookup(name) {
-                    known = true;
-                    map.entry(nr).or_default().extend_from_slice(&ids);
-                }
-            }
-            if !known {
-                tracing::debug!(syscall = %name, "unknown syscall skipped");
-            }
-        }
+        entry_rules.push((first, rules.len()));
+        wanted.extend(sc.names().iter().map(|n| (n.as_str(), si)));
     }
+    let per_arch = resolve(&arches, &mut wanted, &entry_rules);
 
     let plan = Plan {
         default_action,
@@ -304,6 +292,60 @@ pub fn compile(profile: &LinuxSeccomp) -> Result<SeccompProgram, SeccompError> {
         return Err(SeccompError::TooLong(insns.len()));
     }
     Ok(SeccompProgram { insns, flags })
+}
+
+/// Resolves the profile's names on each architecture by merging the sorted
+/// names with each sorted syscall table (linear, no per-name search), and
+/// groups the rules of each syscall number in profile order.
+fn resolve(
+    arches: &[FilterArch],
+    wanted: &mut [(&str, usize)],
+    entry_rules: &[(usize, usize)],
+) -> Vec<ArchRules> {
+    wanted.sort_unstable();
+    let mut known = vec![false; wanted.len()];
+    let mut out = Vec::with_capacity(arches.len());
+    for &arch in arches {
+        let table = SyscallTable::new(arch);
+        let entries: Vec<(&str, u32)> = table.entries().collect();
+        let mut hits: Vec<(u32, usize)> = Vec::with_capacity(wanted.len());
+        let (mut i, mut j) = (0, 0);
+        while i < wanted.len() && j < entries.len() {
+            match wanted[i].0.cmp(entries[j].0) {
+                std::cmp::Ordering::Less => i += 1,
+                std::cmp::Ordering::Greater => j += 1,
+                std::cmp::Ordering::Equal => {
+                    hits.push((entries[j].1, wanted[i].1));
+                    known[i] = true;
+                    i += 1;
+                }
+            }
+        }
+        hits.sort_unstable();
+        let mut rules = ArchRules {
+            arch,
+            groups: Vec::with_capacity(hits.len()),
+            ids: Vec::with_capacity(hits.len()),
+        };
+        for (k, &(nr, entry)) in hits.iter().enumerate() {
+            if k == 0 || hits[k - 1].0 != nr {
+                let at = rules.ids.len();
+                rules.groups.push((nr, at, at));
+            }
+            let (from, to) = entry_rules[entry];
+            rules.ids.extend(from..to);
+            if let Some(g) = rules.groups.last_mut() {
+                g.2 = rules.ids.len();
+            }
+        }
+        out.push(rules);
+    }
+    for (k, (name, _)) in wanted.iter().enumerate() {
+        if !known[k] {
+            tracing::debug!(syscall = %name, "unknown syscall skipped");
+        }
+    }
+    out
 }
 
 #[cfg(test)]
