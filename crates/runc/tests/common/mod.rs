@@ -134,8 +134,15 @@ impl World {
         // links are not compared: kontti-runc creates none on the host (a
         // network namespace's interfaces die with it), and other suites on
         // this host create and remove veths concurrently
+        // mounts: only those under this test's bundle or state root count,
+        // as other suites (podman's) mount and unmount concurrently
         let mut now = HostSnapshot::take(&self.id);
         now.links = self.before.links.clone();
+        let bundle = self.bundle.path().to_string_lossy().into_owned();
+        let root = self.root.path().to_string_lossy().into_owned();
+        now.mounts.retain(|m| {
+            self.before.mounts.contains(m) || m.starts_with(&bundle) || m.starts_with(&root)
+        });
         now.assert_no_leaks_since(&self.before);
         let procs = processes_in(&self.bundle.rootfs());
         assert!(
