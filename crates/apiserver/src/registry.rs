@@ -15,6 +15,10 @@ use crate::query::Query;
 use crate::resources::{ResourceDef, Subresource, find};
 use crate::selector::Selector;
 
+/// Keys read from the store per range call; large lists are read in chunks at one revision, so that no
+/// single store reply grows with the collection (etcd caps a reply's size).
+pub const RANGE_CHUNK: usize = 500;
+
 /// How often a patch or delete is retried when a concurrent writer changed the object meanwhile.
 const PATCH_RETRIES: usize = 100;
 
@@ -183,9 +187,9 @@ impl Registry {
         let mut revision;
         loop {
             let want = if q.limit > 0 {
-                q.limit - items.len()
+                (q.limit - items.len()).min(RANGE_CHUNK)
             } else {
-                0
+                RANGE_CHUNK
             };
             let page = self.store.range(&prefix, start.as_deref(), want, at).await.map_err(|e| match e {
                 StoreError::Compacted { .. } if !q.continue_token.is_empty() => ApiError::Gone(

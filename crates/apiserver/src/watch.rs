@@ -79,14 +79,28 @@ pub async fn watch(
         Some(rev) if rev > 0 => rev,
         _ => {
             // No resourceVersion (or "0"): the current state as ADDED events, then changes after it.
-            let page = store.range(&prefix, None, 0, None).await?;
-            for kv in &page.kvs {
-                let obj = decode_stored(def, &kv.value, kv.mod_revision)?;
-                if matches(&obj) {
-                    initial.push(enc.event("ADDED", &obj));
+            let (mut start_after, mut at) = (None::<String>, None);
+            loop {
+                let page = store
+                    .range(
+                        &prefix,
+                        start_after.as_deref(),
+                        crate::registry::RANGE_CHUNK,
+                        at,
+                    )
+                    .await?;
+                at = Some(page.revision);
+                for kv in &page.kvs {
+                    let obj = decode_stored(def, &kv.value, kv.mod_revision)?;
+                    if matches(&obj) {
+                        initial.push(enc.event("ADDED", &obj));
+                    }
                 }
+                if !page.more {
+                    break page.revision;
+                }
+                start_after = page.kvs.last().map(|kv| kv.key.clone());
             }
-            page.revision
         }
     };
     let mut stream = store.watch(&prefix, start).await?;

@@ -321,7 +321,6 @@ fn watch_that_is_never_read_is_cut_off_not_buffered() {
     });
 }
 
-
 #[test]
 fn watch_streams_changes_with_bookmarks_and_410_for_compacted() {
     use http_body_util::BodyExt;
