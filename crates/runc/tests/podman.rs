@@ -79,7 +79,9 @@ impl Podman {
     /// `podman` with this test's roots, config and PATH, and kontti-runc.
     fn cmd(&self) -> Command {
         let mut c = Command::new(self.path("bin/podman"));
-        c.env_clear()
+        // conmon may leave files in its working directory (an `oom` marker)
+        c.current_dir(self.dir.path())
+            .env_clear()
             .env("PATH", self.path("bin"))
             .env("CONTAINERS_CONF", self.path("containers.conf"))
             .env("HOME", self.dir.path())
@@ -334,7 +336,8 @@ fn podman_interactive_shell_in_tmux() {
         .filter_map(|(k, v)| Some(format!("{}='{}'", k.to_str()?, v?.to_str()?)))
         .collect();
     let shell_cmd = format!(
-        "env -i {} {}; echo $? > '{}'",
+        "cd '{}' && env -i {} {}; echo $? > '{}'",
+        p.dir.path().display(),
         envs.join(" "),
         words.join(" "),
         exit_file.display()
