@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::fs;
 use std::path::Path;
 
+use kontti_core::ErrorKind;
 use oci_spec::runtime::LinuxResources;
 
 use super::*;
