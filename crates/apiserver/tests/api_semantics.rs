@@ -322,7 +322,7 @@ fn watch_that_is_never_read_is_cut_off_not_buffered() {
 }
 
 #[test]
-fn watch_streams_changes_with_bookmarks_and_410_for_compacted() {
+fn watch_streams_changes_and_bookmarks() {
     use http_body_util::BodyExt;
     let server = TestServer::start(None).expect("server");
     let c = server.client();
