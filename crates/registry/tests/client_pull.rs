@@ -309,7 +309,7 @@ async fn digest_mismatch_stores_nothing() {
     .await
     .unwrap_err();
     assert!(e.to_string().contains("digest"), "{e}");
-    eprintln!("{e}");
+    assert_eq!(e.kind(), ErrorKind::Invalid, "{e}");
     assert_nothing_stored(dir.path(), &img);
     let ingest = dir.path().join("content/ingest");
     let left: Vec<_> = std::fs::read_dir(&ingest)

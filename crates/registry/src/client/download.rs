@@ -125,7 +125,22 @@ pub(crate) async fn blob(
     }
     // The store verifies digest and size on commit; on a mismatch nothing
     // becomes visible and the partial ingest is discarded.
-    sink.commit().map_err(|e| io("verifying", e))?;
+    sink.commit().map_err(|e| {
+        // The store refuses content whose digest or size is wrong: that is
+        // the registry's fault, not a local I/O failure.
+        let refused = e
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<kontti_image::StoreError>())
+            .is_some_and(|se| se.kind() == kontti_core::ErrorKind::Invalid);
+        if refused {
+            ClientError::Verify {
+                digest: d.clone(),
+                reason: e.to_string(),
+            }
+        } else {
+            io("verifying", e)
+        }
+    })?;
     if let Some(p) = &progress {
         p.done(d);
     }

@@ -41,6 +41,14 @@ pub enum ClientError {
         /// Where it came from.
         url: String,
     },
+    /// The store refused a downloaded blob (wrong digest or size).
+    #[error("blob {digest} failed verification: {reason}")]
+    Verify {
+        /// The blob.
+        digest: Digest,
+        /// What the store found.
+        reason: String,
+    },
     /// A blob did not have its announced size.
     #[error(
         "blob {digest}: expected {expected} bytes, got {actual} (truncated or oversized download)"
@@ -108,6 +116,7 @@ impl ClientError {
             },
             ClientError::Unauthorized { .. } => ErrorKind::Forbidden,
             ClientError::DigestMismatch { .. }
+            | ClientError::Verify { .. }
             | ClientError::SizeMismatch { .. }
             | ClientError::UnsupportedMediaType { .. }
             | ClientError::ManifestInvalid { .. } => ErrorKind::Invalid,
