@@ -313,3 +313,33 @@ fn disk_full_is_a_clear_error_and_leaves_nothing() {
     assert_eq!(k.count("ingest"), 0);
     assert_eq!(k.ok(&["images", "-q"]), "");
 }
+
+#[test]
+fn image_mount_gives_a_writable_rootfs_and_unmount_removes_it() {
+    kontti_testutil::require_root();
+    let k = Kontti::new();
+    let tar = k.rootfs_tar();
+    k.ok(&["import", tar.to_str().unwrap(), "demo:1"]);
+    let before = kontti_testutil::HostSnapshot::take("kontti-image-mount-test");
+    let path = k.ok(&["image", "mount", "--name", "m1", "demo:1"]);
+    let path = PathBuf::from(path.trim());
+    assert!(
+        path.join("bin/busybox").exists(),
+        "rootfs at {}",
+        path.display()
+    );
+    fs::write(path.join("tmp/written"), "x").unwrap();
+    k.fails(&["image", "mount", "--name", "m1", "demo:1"], 3);
+    k.ok(&["image", "unmount", "m1"]);
+    assert!(!path.exists());
+    let err = k.fails(&["image", "unmount", "m1"], 2);
+    assert!(err.contains("no image is mounted as m1"), "{err}");
+    let err = k.fails(&["image", "mount", "--name", "../x", "demo:1"], 5);
+    assert!(err.contains("invalid snapshot key"), "{err}");
+    k.fails(&["image", "mount", "nope:1"], 2);
+    // A fresh mount does not see what the removed one wrote.
+    let path = k.ok(&["image", "mount", "--name", "m2", "demo:1"]);
+    assert!(!PathBuf::from(path.trim()).join("tmp/written").exists());
+    k.ok(&["image", "unmount", "m2"]);
+    kontti_testutil::HostSnapshot::take("kontti-image-mount-test").assert_no_leaks_since(&before);
+}

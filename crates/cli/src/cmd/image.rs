@@ -56,6 +56,27 @@ pub enum ImageSub {
     Load(LoadArgs),
     /// Create an image from a root filesystem tarball.
     Import(ImportArgs),
+    /// Mount an image's root filesystem (a writable snapshot) and print its path.
+    Mount(MountArgs),
+    /// Unmount a root filesystem mounted by `image mount` and remove its snapshot.
+    Unmount(UnmountArgs),
+}
+
+/// `kontti image mount`.
+#[derive(Args)]
+pub struct MountArgs {
+    /// Name of the snapshot and mount (default: derived from the image id).
+    #[arg(long)]
+    name: Option<String>,
+    /// The image: NAME[:TAG], NAME@DIGEST or an id.
+    image: String,
+}
+
+/// `kontti image unmount`.
+#[derive(Args)]
+pub struct UnmountArgs {
+    /// The name `image mount` was given (or printed).
+    name: String,
 }
 
 /// Output formats of listing commands.
@@ -180,6 +201,8 @@ pub fn run(ctx: &Context, cmd: ImageCommand) -> anyhow::Result<i32> {
         ImageCommand::Import(a) | ImageCommand::Image(ImageSub::Import(a)) => import(ctx, a),
         ImageCommand::Image(ImageSub::Inspect(a)) => inspect(ctx, a),
         ImageCommand::Image(ImageSub::Prune(a)) => prune(ctx, a),
+        ImageCommand::Image(ImageSub::Mount(a)) => mount(ctx, a),
+        ImageCommand::Image(ImageSub::Unmount(a)) => unmount(ctx, a),
     }
 }
 
@@ -465,6 +488,56 @@ fn prune(ctx: &Context, _a: PruneArgs) -> anyhow::Result<i32> {
         report.content.removed_ingests,
         report.snapshots.len()
     );
+    Ok(0)
+}
+
+/// Where `image mount` mounts snapshot `name` under the state root.
+fn mount_point(ctx: &Context, name: &str) -> anyhow::Result<PathBuf> {
+    let valid = !name.is_empty()
+        && name.len() <= 128
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && !name.starts_with('.');
+    if !valid {
+        return Err(kontti_image::snapshot::SnapshotError::BadKey(name.to_owned()).into());
+    }
+    Ok(ctx.root.join("mounts").join(name))
+}
+
+fn mount(ctx: &Context, a: MountArgs) -> anyhow::Result<i32> {
+    let store = store(ctx)?;
+    let found = local::find(&store, &a.image)?;
+    let name = match a.name {
+        Some(n) => n,
+        None => format!("mount-{}", &found.image.id().hex()[..12]),
+    };
+    let target = mount_point(ctx, &name)?;
+    let sn = snapshot::open_default(&ctx.root)?;
+    let key = format!("image-mount-{name}");
+    let mounts = kontti_image::rootfs::prepare_rootfs(&store, &found.image, sn.as_ref(), &key)?;
+    let mounted = std::fs::create_dir_all(&target)
+        .and_then(|()| snapshot::mount::mount_all(&mounts, &target));
+    if let Err(e) = mounted {
+        let _ = std::fs::remove_dir(&target);
+        let _ = sn.remove(&key);
+        return Err(e).with_context(|| format!("mounting {}", target.display()));
+    }
+    println!("{}", target.display());
+    Ok(0)
+}
+
+fn unmount(ctx: &Context, a: UnmountArgs) -> anyhow::Result<i32> {
+    let target = mount_point(ctx, &a.name)?;
+    let sn = snapshot::open_default(&ctx.root)?;
+    let key = format!("image-mount-{}", a.name);
+    let mounts = sn
+        .mounts(&key)
+        .with_context(|| format!("no image is mounted as {}", a.name))?;
+    snapshot::mount::unmount_all(&target, mounts.len())
+        .with_context(|| format!("unmounting {}", target.display()))?;
+    std::fs::remove_dir(&target).with_context(|| format!("removing {}", target.display()))?;
+    sn.remove(&key)?;
     Ok(0)
 }
 
