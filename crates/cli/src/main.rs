@@ -10,7 +10,12 @@ mod cmd;
 #[command(name = "kontti", version, about)]
 struct Cli {
     /// State root for images and containers.
-    #[arg(long, global = true, default_value = "/var/lib/kontti", env = "KONTTI_ROOT")]
+    #[arg(
+        long,
+        global = true,
+        default_value = "/var/lib/kontti",
+        env = "KONTTI_ROOT"
+    )]
     root: std::path::PathBuf,
     /// Log level (error, warn, info, debug, trace).
     #[arg(long, global = true, default_value = "warn", env = "KONTTI_LOG")]

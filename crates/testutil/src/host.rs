@@ -30,7 +30,13 @@ impl HostSnapshot {
             .filter_map(|l| l.split(' ').nth(4).map(str::to_owned))
             .collect();
         let mut cgroups = BTreeSet::new();
-        walk(Path::new("/sys/fs/cgroup"), Path::new(""), filter, &mut cgroups, 0);
+        walk(
+            Path::new("/sys/fs/cgroup"),
+            Path::new(""),
+            filter,
+            &mut cgroups,
+            0,
+        );
         let links = fs::read_dir("/sys/class/net")
             .map(|rd| {
                 rd.filter_map(|e| e.ok())

@@ -13,11 +13,11 @@
 
 use std::fs;
 use std::io;
-use std::os::unix::fs::{symlink, PermissionsExt};
+use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 mod host;
 pub use host::HostSnapshot;
@@ -104,7 +104,9 @@ impl Rootfs {
 /// Writes a busybox root filesystem as a tar archive at `path` (numeric
 /// owners, root-owned entries), ready for `kontti import`.
 pub fn write_rootfs_tar(path: &Path) -> io::Result<()> {
-    let dir = tempfile::Builder::new().prefix("kontti-rootfs-").tempdir()?;
+    let dir = tempfile::Builder::new()
+        .prefix("kontti-rootfs-")
+        .tempdir()?;
     Rootfs::create(dir.path())?;
     let status = Command::new("tar")
         .args(["--numeric-owner", "--owner=0", "--group=0", "-C"])
@@ -133,7 +135,9 @@ pub struct Bundle {
 impl Bundle {
     /// Creates a bundle whose process runs `args`.
     pub fn new(args: &[&str]) -> io::Result<Bundle> {
-        let dir = tempfile::Builder::new().prefix("kontti-bundle-").tempdir()?;
+        let dir = tempfile::Builder::new()
+            .prefix("kontti-bundle-")
+            .tempdir()?;
         Rootfs::create(&dir.path().join("rootfs"))?;
         let mut b = Bundle {
             dir,

@@ -4,11 +4,11 @@ use std::path::PathBuf;
 
 use clap::Subcommand;
 
-mod server;
+mod image;
 
 mod registry;
 
-mod image;
+mod server;
 
 /// What every subcommand gets from the global flags.
 pub struct Context {
@@ -21,14 +21,14 @@ pub struct Context {
 pub enum Command {
     /// Print version information.
     Version,
-    #[command(flatten)]
-    Server(server::ServerCommand),
-    /// Registry commands: pull, push, login, logout, registry serve.
-    #[command(flatten)]
-    Registry(registry::RegistryCommand),
     /// Local image commands: images, rmi, tag, save, load, import, image ...
     #[command(flatten)]
     Image(image::ImageCommand),
+    /// Registry commands: pull, push, login, logout, registry serve.
+    #[command(flatten)]
+    Registry(registry::RegistryCommand),
+    #[command(flatten)]
+    Server(server::ServerCommand),
 }
 
 /// Runs a subcommand; returns the process exit code.
@@ -39,8 +39,8 @@ pub fn run(_ctx: Context, cmd: Command) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::Server(c) => server::run(&_ctx, c),
-        Command::Registry(c) => registry::run(&_ctx, c),
         Command::Image(c) => image::run(&_ctx, c),
+        Command::Registry(c) => registry::run(&_ctx, c),
     }
 }
 
