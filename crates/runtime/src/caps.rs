@@ -124,8 +124,18 @@ pub fn set(m: &CapMasks) -> Result<(), RuntimeError> {
         inheritable: m.inheritable,
     })
     .ctx(|| "set capabilities".to_owned())?;
+    // The kernel refuses an ambient capability that is not both permitted
+    // and inheritable; runc's default spec lists ambient capabilities with
+    // no inheritable set, so such entries are skipped quietly, as runc does.
+    let raisable = m.ambient & m.permitted & m.inheritable;
+    if raisable != m.ambient {
+        tracing::debug!(
+            skipped = format_args!("{:#x}", m.ambient & !raisable),
+            "ambient capabilities that are not permitted and inheritable are not raised"
+        );
+    }
     for cap in 0..64u32 {
-        if m.ambient & (1 << cap) == 0 {
+        if raisable & (1 << cap) == 0 {
             continue;
         }
         if let Err(e) = sp::prctl(
