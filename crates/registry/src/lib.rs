@@ -12,7 +12,6 @@
 
 pub mod blobs;
 pub mod client;
-pub mod digest;
 pub mod local;
 pub mod media;
 pub mod server;

@@ -10,11 +10,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use kontti_core::{ErrorKind, ImageRef};
+use kontti_image::hash::sha256 as sha256_of;
 use kontti_registry::client::progress::NoProgress;
 use kontti_registry::client::{
     Client, ClientOptions, CredentialStore, Credentials, RegistriesConfig, Retry,
 };
-use kontti_registry::digest::sha256_of;
 use kontti_registry::local::{self, LocalError};
 use serde_json::json;
 use support::{Image, Req, Resp, Scripted};

@@ -9,12 +9,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kontti_core::{Digest, ImageRef};
+use kontti_image::hash::sha256 as sha256_of;
 use kontti_registry::blobs::{BlobStore, ContentBlobs};
 use kontti_registry::client::progress::NoProgress;
 use kontti_registry::client::{
     Client, ClientOptions, CredentialStore, Progress, RegistriesConfig, Retry,
 };
-use kontti_registry::digest::sha256_of;
 use kontti_registry::local;
 use kontti_registry::server::{Server, ServerConfig};
 use serde_json::json;

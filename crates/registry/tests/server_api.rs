@@ -5,8 +5,8 @@
 
 use std::sync::Arc;
 
+use kontti_image::hash::sha256 as sha256_of;
 use kontti_registry::blobs::ContentBlobs;
-use kontti_registry::digest::sha256_of;
 use kontti_registry::server::{Server, ServerConfig};
 use reqwest::StatusCode;
 use serde_json::{Value, json};

@@ -461,7 +461,7 @@ async fn fetch_manifest(
         .map(|s| s.split(';').next().unwrap_or("").trim().to_owned());
     let bytes = download::read_bounded(resp, MAX_MANIFEST, &url).await?;
     let algorithm = expected.map_or(kontti_core::Algorithm::Sha256, Digest::algorithm);
-    let mut h = crate::digest::Hasher::new(algorithm);
+    let mut h = kontti_image::hash::Hasher::new(algorithm);
     h.update(&bytes);
     let actual = h.finish();
     if let Some(e) = expected

@@ -372,7 +372,7 @@ async fn put_manifest(
     }
     let (tag, digest) = if reference.contains(':') {
         let expected = parse_digest(reference)?;
-        let mut h = crate::digest::Hasher::new(expected.algorithm());
+        let mut h = kontti_image::hash::Hasher::new(expected.algorithm());
         h.update(&bytes);
         let actual = h.finish();
         if actual != expected {
@@ -387,7 +387,7 @@ async fn put_manifest(
                 "invalid tag {reference:?}"
             )));
         }
-        (Some(reference), crate::digest::sha256_of(&bytes))
+        (Some(reference), kontti_image::hash::sha256(&bytes))
     };
     // Everything the manifest references must be in the repository.
     let st = &state.storage;

@@ -25,7 +25,7 @@ use kontti_core::{Algorithm, Digest};
 
 use super::error::ApiError;
 use crate::blobs::BlobStore;
-use crate::digest::Hasher;
+use kontti_image::hash::Hasher;
 
 /// State of an upload in progress.
 struct UploadState {

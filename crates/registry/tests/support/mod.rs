@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kontti_registry::digest::sha256_of;
+use kontti_image::hash::sha256 as sha256_of;
 use serde_json::{Value, json};
 
 /// A request as the handler sees it.
