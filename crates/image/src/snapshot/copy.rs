@@ -105,16 +105,8 @@ impl Snapshotter for CopySnapshotter {
     }
 
     fn apply_target(&self, key: &str) -> Result<(PathBuf, WhiteoutMode)> {
-        let t = self.meta.read()?;
-        let r = t.get(key)?;
-        if r.kind != Kind::Active {
-            return Err(SnapshotError::WrongKind {
-                key: key.to_owned(),
-                actual: r.kind,
-                expected: Kind::Active,
-            });
-        }
-        Ok((self.fs_dir(r.id), WhiteoutMode::Remove))
+        let id = self.meta.active_id(key)?;
+        Ok((self.fs_dir(id), WhiteoutMode::Remove))
     }
 
     fn sync(&self, key: &str) -> Result<()> {
@@ -126,11 +118,7 @@ impl Snapshotter for CopySnapshotter {
 impl CopySnapshotter {
     /// Removes directories of snapshots whose creation was interrupted.
     pub fn remove_orphans(&self) -> Result<usize> {
-        let ids = self.meta.orphan_dirs()?;
-        for id in &ids {
-            self.meta.remove_dir(*id)?;
-        }
-        Ok(ids.len())
+        self.meta.remove_orphans()
     }
 }
 

@@ -242,6 +242,29 @@ impl Meta {
         }
     }
 
+    /// The id of active snapshot `key`; an error if it is missing or not active.
+    pub fn active_id(&self, key: &str) -> Result<u64> {
+        let t = self.read()?;
+        let r = t.get(key)?;
+        if r.kind != Kind::Active {
+            return Err(SnapshotError::WrongKind {
+                key: key.to_owned(),
+                actual: r.kind,
+                expected: Kind::Active,
+            });
+        }
+        Ok(r.id)
+    }
+
+    /// Removes the directories of snapshots whose creation was interrupted.
+    pub fn remove_orphans(&self) -> Result<usize> {
+        let ids = self.orphan_dirs()?;
+        for id in &ids {
+            self.remove_dir(*id)?;
+        }
+        Ok(ids.len())
+    }
+
     /// Directories under `s/` with no record (left by a killed process).
     pub fn orphan_dirs(&self) -> Result<Vec<u64>> {
         let t = self.read()?;

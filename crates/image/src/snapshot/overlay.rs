@@ -106,17 +106,9 @@ impl Snapshotter for OverlaySnapshotter {
     }
 
     fn apply_target(&self, key: &str) -> Result<(PathBuf, WhiteoutMode)> {
-        let t = self.meta.read()?;
-        let r = t.get(key)?;
-        if r.kind != Kind::Active {
-            return Err(SnapshotError::WrongKind {
-                key: key.to_owned(),
-                actual: r.kind,
-                expected: Kind::Active,
-            });
-        }
+        let id = self.meta.active_id(key)?;
         // The upper directory holds exactly the diff, in overlay's format.
-        Ok((self.fs_dir(r.id), WhiteoutMode::Overlay))
+        Ok((self.fs_dir(id), WhiteoutMode::Overlay))
     }
 
     fn sync(&self, key: &str) -> Result<()> {
@@ -128,11 +120,7 @@ impl Snapshotter for OverlaySnapshotter {
 impl OverlaySnapshotter {
     /// Removes directories of snapshots whose creation was interrupted.
     pub fn remove_orphans(&self) -> Result<usize> {
-        let ids = self.meta.orphan_dirs()?;
-        for id in &ids {
-            self.meta.remove_dir(*id)?;
-        }
-        Ok(ids.len())
+        self.meta.remove_orphans()
     }
 
     /// The snapshotter's root directory.
