@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use kontti_registry::digest::sha256_of;
+use kontti_image::hash::sha256 as sha256_of;
 use support::{Image, Req, Scripted};
 
 const KONTTI: &str = env!("CARGO_BIN_EXE_kontti");
