@@ -12,7 +12,8 @@ PACKAGES=(
   protobuf-compiler # etcd-client's build needs protoc
   nftables iproute2 tmux hyperfine time strace
   uidmap           # newuidmap/newgidmap for user-namespace tests
-  python3          # kontti-net crafts a raw Ethernet frame in the loopback-guard test
+  python3          # kontti-net crafts a raw Ethernet frame in the loopback-guard test; scripts use it
+  curl tar util-linux # the demo waits on the registry with curl; tests use unshare and nsenter
 )
 
 missing=()
