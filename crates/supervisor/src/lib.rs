@@ -1,0 +1,1 @@
+//! The per-container supervisor and the protocol spoken with it.
