@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::Subcommand;
 
+mod build;
+
 mod image;
 
 mod registry;
@@ -29,6 +31,9 @@ pub enum Command {
     Registry(registry::RegistryCommand),
     #[command(flatten)]
     Server(server::ServerCommand),
+    /// Build images from Dockerfiles.
+    #[command(flatten)]
+    Build(build::BuildCommand),
 }
 
 /// Runs a subcommand; returns the process exit code.
@@ -41,12 +46,16 @@ pub fn run(_ctx: Context, cmd: Command) -> anyhow::Result<i32> {
         Command::Server(c) => server::run(&_ctx, c),
         Command::Image(c) => image::run(&_ctx, c),
         Command::Registry(c) => registry::run(&_ctx, c),
+        Command::Build(c) => build::run(&_ctx, c),
     }
 }
 
 /// Maps an error to an exit code via its [`kontti_core::ErrorKind`] where it has one.
 pub fn exit_code(_e: &anyhow::Error) -> i32 {
     if let Some(code) = server::exit_code(_e) {
+        return code;
+    }
+    if let Some(code) = build::exit_code(_e) {
         return code;
     }
     if let Some(code) = registry::exit_code(_e) {
