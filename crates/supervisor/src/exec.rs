@@ -50,6 +50,7 @@ pub fn main(args: ExecArgs) -> i32 {
     };
     ready.send(&Readiness {
         pid: Some(rproc::getpid()),
+        supervisor_pid: Some(rproc::getpid()),
         ..Readiness::default()
     });
     let started_at = Timestamp::now();

@@ -216,6 +216,7 @@ fn supervise(
 ) -> i32 {
     ready.send(&Readiness {
         pid: Some(init),
+        supervisor_pid: Some(rproc::getpid()),
         ..Readiness::default()
     });
     let mut error: Option<(String, ErrorKind)> = None;

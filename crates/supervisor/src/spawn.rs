@@ -3,7 +3,8 @@
 //!
 //! The supervisor is spawned with its readiness fd on its stdout (a pipe of
 //! ours); its first process forks the long-lived supervisor, relays the one
-//! line of readiness JSON (`{"pid": N}` or `{"error": "...", "kind": "..."}`)
+//! line of readiness JSON (`{"pid": N, "supervisorPid": M}` or
+//! `{"error": "...", "kind": "..."}`)
 //! and exits. [`SupervisorCommand::spawn`] reads that line and reaps the
 //! short-lived process, so the caller never owns the supervisor.
 
@@ -46,6 +47,13 @@ pub struct Readiness {
     /// The container init's pid (for `exec`, the exec supervisor's pid).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pid: Option<i32>,
+    /// The long-lived supervisor's own pid.
+    #[serde(
+        default,
+        rename = "supervisorPid",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub supervisor_pid: Option<i32>,
     /// Why the supervisor could not set the container up.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -59,6 +67,7 @@ impl Readiness {
     pub fn failed(message: String, kind: ErrorKind) -> Readiness {
         Readiness {
             pid: None,
+            supervisor_pid: None,
             error: Some(message),
             kind: Some(kind.to_string()),
         }
@@ -82,6 +91,8 @@ fn kind_from_str(s: &str) -> ErrorKind {
 pub struct Ready {
     /// The container init's pid (for `exec`, the exec supervisor's).
     pub pid: i32,
+    /// The supervisor's pid (0 if it did not say).
+    pub supervisor_pid: i32,
 }
 
 /// Starting a supervisor failed.
@@ -154,7 +165,14 @@ pub fn spawn_ready(binary: &Path, args: &[OsString]) -> Result<Ready, SpawnError
     })?;
     let ready: Option<Readiness> = serde_json::from_slice(line.trim_ascii()).ok();
     match ready {
-        Some(Readiness { pid: Some(pid), .. }) => Ok(Ready { pid }),
+        Some(Readiness {
+            pid: Some(pid),
+            supervisor_pid,
+            ..
+        }) => Ok(Ready {
+            pid,
+            supervisor_pid: supervisor_pid.unwrap_or(0),
+        }),
         Some(Readiness {
             error: Some(message),
             kind,
