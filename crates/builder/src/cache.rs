@@ -27,6 +27,11 @@ pub struct CacheRecord {
     pub config: ImageConfig,
 }
 
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ImageRecord {
+    created: String,
+}
+
 /// The cache directory.
 #[derive(Debug, Clone)]
 pub struct StepCache {
@@ -62,16 +67,36 @@ impl StepCache {
         }
     }
 
+    /// The creation time of the image last built from `key` (the target
+    /// stage's last key with the build's labels), so that an unchanged
+    /// rebuild gives the same image.
+    pub fn created(&self, key: &CacheKey) -> Option<String> {
+        let data = fs::read(self.dir.join(format!("image-{}.json", hex::encode(key.0)))).ok()?;
+        serde_json::from_slice::<ImageRecord>(&data)
+            .ok()
+            .map(|r| r.created)
+    }
+
+    /// Records the creation time of the image built from `key`.
+    pub fn put_created(&self, key: &CacheKey, created: &str) -> Result<(), BuildError> {
+        let record = ImageRecord {
+            created: created.to_string(),
+        };
+        self.write(&format!("image-{}.json", hex::encode(key.0)), &record)
+    }
+
     /// Stores the record for `key`.
     pub fn put(&self, key: &CacheKey, record: &CacheRecord) -> Result<(), BuildError> {
-        let path = self.path(key);
+        self.write(&format!("{}.json", hex::encode(key.0)), record)
+    }
+
+    fn write<T: serde::Serialize>(&self, name: &str, record: &T) -> Result<(), BuildError> {
+        let path = self.dir.join(name);
         let data = serde_json::to_vec(record)
             .map_err(|e| BuildError::io("serialise", &path, io::Error::other(e)))?;
-        let tmp = self.dir.join(format!(
-            ".{}.{}.tmp",
-            hex::encode(key.0),
-            std::process::id()
-        ));
+        let tmp = self
+            .dir
+            .join(format!(".{name}.{}.tmp", crate::workspace::unique_key("w")));
         let written = (|| {
             let mut f = fs::File::create(&tmp)?;
             f.write_all(&data)?;

@@ -273,14 +273,39 @@ pub fn build(root: &Path, options: &BuildOptions) -> Result<BuildOutput, BuildEr
 }
 
 /// Writes the config and manifest of the target stage and names it.
-fn write_image(b: &Build<'_>, state: StageState) -> Result<BuildOutput, BuildError> {
+fn write_image(b: &Build<'_>, mut state: StageState) -> Result<BuildOutput, BuildError> {
     let mut config = state.config;
     if !b.options.labels.is_empty() {
         let labels = config.labels.get_or_insert_with(Default::default);
         labels.extend(b.options.labels.clone());
     }
+    // An unchanged rebuild keeps the creation time, hence the image id.
+    let image_key = state.key.step(
+        &Instruction::Label(
+            b.options
+                .labels
+                .iter()
+                .map(|(k, v)| kontti_build::KeyValue {
+                    key: k.clone(),
+                    value: v.clone(),
+                })
+                .collect(),
+        ),
+        &kontti_build::StepEnv::default(),
+        &[],
+    );
+    let created = match (b.options.source_date_epoch, b.cache.created(&image_key)) {
+        (None, Some(c)) if !b.options.no_cache => c,
+        _ => b.created.clone(),
+    };
+    for h in &mut state.history {
+        if h.created.as_deref() == Some(b.created.as_str()) {
+            h.created = Some(created.clone());
+        }
+    }
+    b.cache.put_created(&image_key, &created)?;
     let file = ImageConfigFile {
-        created: Some(b.created.clone()),
+        created: Some(created),
         author: state.config_state.author.clone(),
         architecture: state.platform.architecture.clone(),
         os: state.platform.os.clone(),
