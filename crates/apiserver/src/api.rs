@@ -18,10 +18,10 @@ use crate::registry::{PatchType, Registry};
 use crate::resources::{ResourceDef, Subresource, find};
 use crate::table;
 
+pub use crate::body::{MAX_DEPTH, decode_body};
+
 /// The largest request body accepted (3 MiB, as Kubernetes).
 pub const MAX_BODY: usize = 3 * 1024 * 1024;
-/// The deepest JSON nesting accepted in a body.
-pub const MAX_DEPTH: usize = 100;
 
 /// Where a request goes.
 #[derive(Debug)]
@@ -96,68 +96,6 @@ fn header(req: &Request<Incoming>, name: hyper::header::HeaderName) -> &str {
         .get(name)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
-}
-
-fn depth_ok(v: &[u8]) -> bool {
-    let (mut depth, mut in_str, mut esc) = (0usize, false, false);
-    for &b in v {
-        if in_str {
-            match (esc, b) {
-                (true, _) => esc = false,
-                (false, b'\\') => esc = true,
-                (false, b'"') => in_str = false,
-                _ => {}
-            }
-            continue;
-        }
-        match b {
-            b'"' => in_str = true,
-            b'{' | b'[' => {
-                depth += 1;
-                if depth > MAX_DEPTH {
-                    return false;
-                }
-            }
-            b'}' | b']' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-    }
-    true
-}
-
-/// Decodes a request body by content type. JSON is the wire format; protobuf is refused with 415.
-pub fn decode_body(content_type: &str, bytes: &[u8]) -> Result<Value, ApiError> {
-    let media = content_type.split(';').next().unwrap_or("").trim();
-    if media.contains("protobuf") {
-        return Err(ApiError::UnsupportedMediaType(media.to_string()));
-    }
-    let known = [
-        "",
-        "application/json",
-        "application/yaml",
-        "application/json-patch+json",
-        "application/merge-patch+json",
-        "application/strategic-merge-patch+json",
-        "application/apply-patch+yaml",
-        "*/*",
-    ];
-    if !known.contains(&media) {
-        return Err(ApiError::UnsupportedMediaType(media.to_string()));
-    }
-    if !depth_ok(bytes) {
-        return Err(ApiError::BadRequest(format!(
-            "the request body nests deeper than {MAX_DEPTH} levels"
-        )));
-    }
-    serde_json::from_slice(bytes).map_err(|e| {
-        if media.ends_with("yaml") {
-            ApiError::BadRequest(format!(
-                "the request body is not valid JSON (YAML bodies must be in JSON form): {e}"
-            ))
-        } else {
-            ApiError::BadRequest(format!("the request body is not valid JSON: {e}"))
-        }
-    })
 }
 
 /// Reads and discards up to 4 × [`MAX_BODY`] of a refused body, so that an HTTP/1.1 client that is
@@ -497,29 +435,5 @@ mod tests {
             }
         ));
         assert!(route("/apis/apps/v1/widgets").is_err());
-    }
-
-    #[test]
-    fn bodies_are_checked() {
-        assert_eq!(
-            decode_body("application/vnd.kubernetes.protobuf", b"x")
-                .unwrap_err()
-                .status(),
-            415
-        );
-        assert_eq!(
-            decode_body("application/json", b"{nope")
-                .unwrap_err()
-                .status(),
-            400
-        );
-        let deep = "[".repeat(200) + &"]".repeat(200);
-        assert_eq!(
-            decode_body("application/json", deep.as_bytes())
-                .unwrap_err()
-                .status(),
-            400
-        );
-        assert!(decode_body("application/json", br#"{"a": "[[[[["}"#).is_ok());
     }
 }

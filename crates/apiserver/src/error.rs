@@ -66,6 +66,9 @@ pub enum ApiError {
         "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json, application/apply-patch+yaml (got {0:?})"
     )]
     UnsupportedMediaType(String),
+    /// A protobuf body holds a kind or a field this server does not decode.
+    #[error("{0}")]
+    UnsupportedProtobuf(String),
     /// The body is larger than the limit.
     #[error("the request body is larger than {limit} bytes")]
     TooLarge {
@@ -96,6 +99,7 @@ impl ApiError {
             | ApiError::MethodNotAllowed
             | ApiError::NotAcceptable(_)
             | ApiError::UnsupportedMediaType(_)
+            | ApiError::UnsupportedProtobuf(_)
             | ApiError::TooLarge { .. } => ErrorKind::Invalid,
             ApiError::Unavailable(_) => ErrorKind::Unavailable,
             ApiError::Internal(_) => ErrorKind::Internal,
@@ -113,7 +117,7 @@ impl ApiError {
             ApiError::BadRequest(_) => 400,
             ApiError::MethodNotAllowed => 405,
             ApiError::NotAcceptable(_) => 406,
-            ApiError::UnsupportedMediaType(_) => 415,
+            ApiError::UnsupportedMediaType(_) | ApiError::UnsupportedProtobuf(_) => 415,
             ApiError::TooLarge { .. } => 413,
             ApiError::Gone(_) => 410,
             ApiError::Unavailable(_) => 503,
@@ -132,7 +136,9 @@ impl ApiError {
             ApiError::BadRequest(_) => "BadRequest",
             ApiError::MethodNotAllowed => "MethodNotAllowed",
             ApiError::NotAcceptable(_) => "NotAcceptable",
-            ApiError::UnsupportedMediaType(_) => "UnsupportedMediaType",
+            ApiError::UnsupportedMediaType(_) | ApiError::UnsupportedProtobuf(_) => {
+                "UnsupportedMediaType"
+            }
             ApiError::TooLarge { .. } => "RequestEntityTooLarge",
             ApiError::Gone(_) => "Expired",
             ApiError::Unavailable(_) => "ServiceUnavailable",

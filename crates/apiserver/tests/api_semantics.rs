@@ -44,6 +44,7 @@ fn bad_bodies_get_clear_errors() {
         let r = c.request("POST", CMS, "application/json", b"{\"kind\": ".to_vec()).await.unwrap();
         assert_eq!(r.status, 400);
         assert_eq!(r.json()["kind"], "Status");
+        // Protobuf of a kind the server does not decode (a bare envelope names none).
         assert_eq!(c.request("POST", CMS, "application/vnd.kubernetes.protobuf", vec![0x6b, 0x38, 0x73, 0]).await.unwrap().status, 415);
         assert_eq!(c.request("POST", CMS, "text/plain", b"{}".to_vec()).await.unwrap().status, 415);
         // Invalid names.

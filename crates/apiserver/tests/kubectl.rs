@@ -362,16 +362,171 @@ fn kubectl_unauthenticated_is_refused() {
     );
 }
 
-#[test]
-fn kubectl_1_33_typed_create_gets_a_clear_415() {
-    // kubectl 1.33's generator commands (`create configmap`, ...) send protobuf bodies; the server
-    // speaks JSON and YAML only and says so.
-    let server = TestServer::start(None).expect("server");
-    let err = server
-        .kubectl(33)
-        .fails(&["create", "configmap", "c", "--from-literal=a=b"]);
-    assert!(
-        err.contains("application/vnd.kubernetes.protobuf") && err.contains("application/json"),
-        "{err}"
+/// kubectl's generator commands: typed clients that send protobuf from 1.33 on (JSON before).
+fn generators(k: &Kubectl) {
+    k.ok(&["create", "namespace", "gen"]);
+    let out = k.ok(&[
+        "create",
+        "deployment",
+        "web",
+        "-n",
+        "gen",
+        "--image=busybox:1.36",
+        "--replicas=2",
+        "--port=80",
+        "--",
+        "httpd",
+        "-f",
+    ]);
+    assert!(out.contains("deployment.apps/web created"), "{out}");
+    assert_eq!(
+        k.ok(&["get", "deploy", "web", "-n", "gen", "-o",
+            "jsonpath={.spec.replicas} {.spec.selector.matchLabels.app} {.spec.template.spec.containers[0].image} {.spec.template.spec.containers[0].command} {.spec.template.spec.containers[0].ports[0].containerPort}"]),
+        "2 web busybox:1.36 [\"httpd\",\"-f\"] 80"
     );
+    k.ok(&[
+        "create",
+        "deployment",
+        "idle",
+        "-n",
+        "gen",
+        "--image=busybox",
+        "--replicas=0",
+    ]);
+    assert_eq!(
+        k.ok(&[
+            "get",
+            "deploy",
+            "idle",
+            "-n",
+            "gen",
+            "-o",
+            "jsonpath={.spec.replicas}"
+        ]),
+        "0"
+    );
+    let bin = k.file("blob.bin", "");
+    std::fs::write(&bin, [0u8, 0xff, 1]).expect("write blob");
+    let from_file = format!("--from-file={}", bin.display());
+    k.ok(&[
+        "create",
+        "configmap",
+        "cfg",
+        "-n",
+        "gen",
+        "--from-literal=a=b",
+        &from_file,
+    ]);
+    assert_eq!(
+        k.ok(&[
+            "get",
+            "cm",
+            "cfg",
+            "-n",
+            "gen",
+            "-o",
+            "jsonpath={.data.a} {.binaryData.blob\\.bin}"
+        ]),
+        "b AP8B"
+    );
+    k.ok(&[
+        "create",
+        "secret",
+        "generic",
+        "sec",
+        "-n",
+        "gen",
+        "--from-literal=password=hunter2",
+    ]);
+    assert_eq!(
+        k.ok(&[
+            "get",
+            "secret",
+            "sec",
+            "-n",
+            "gen",
+            "-o",
+            "jsonpath={.type} {.data.password}"
+        ]),
+        "Opaque aHVudGVyMg=="
+    );
+    k.ok(&[
+        "create",
+        "service",
+        "clusterip",
+        "web",
+        "-n",
+        "gen",
+        "--tcp=80:8080",
+    ]);
+    assert_eq!(
+        k.ok(&["get", "svc", "web", "-n", "gen", "-o", "jsonpath={.spec.type} {.spec.ports[0].port} {.spec.ports[0].targetPort} {.spec.selector.app}"]),
+        "ClusterIP 80 8080 web"
+    );
+    k.ok(&["create", "quota", "q", "-n", "gen", "--hard=pods=2,cpu=1"]);
+    assert_eq!(
+        k.ok(&[
+            "get",
+            "quota",
+            "q",
+            "-n",
+            "gen",
+            "-o",
+            "jsonpath={.spec.hard.pods}"
+        ]),
+        "2"
+    );
+    k.ok(&["create", "serviceaccount", "robot", "-n", "gen"]);
+    // A server dry run writes nothing; a second create is a clear AlreadyExists.
+    let out = k.ok(&[
+        "create",
+        "configmap",
+        "dry",
+        "-n",
+        "gen",
+        "--from-literal=x=y",
+        "--dry-run=server",
+        "-o",
+        "jsonpath={.data.x}",
+    ]);
+    assert_eq!(out, "y");
+    k.fails(&["get", "cm", "dry", "-n", "gen"]);
+    let err = k.fails(&[
+        "create",
+        "configmap",
+        "cfg",
+        "-n",
+        "gen",
+        "--from-literal=a=b",
+    ]);
+    assert!(err.contains("already exists"), "{err}");
+    // Invalid input is still validated: a 422 with the field.
+    let err = k.fails(&[
+        "create",
+        "deployment",
+        "Bad_Name",
+        "-n",
+        "gen",
+        "--image=busybox",
+    ]);
+    assert!(err.contains("metadata.name"), "{err}");
+}
+
+#[test]
+fn kubectl_1_33_generators_embedded() {
+    let server = TestServer::start(None).expect("server");
+    generators(&server.kubectl(33));
+}
+
+#[test]
+fn kubectl_1_27_generators_embedded() {
+    let server = TestServer::start(None).expect("server");
+    generators(&server.kubectl(27));
+}
+
+#[test]
+fn kubectl_1_33_generators_etcd() {
+    let etcd = Etcd::start().expect("etcd");
+    let server = TestServer::start(Some(etcd.url.clone())).expect("server");
+    generators(&server.kubectl(33));
 }
