@@ -296,7 +296,7 @@ impl Registry {
             meta["generation"] = json!(1);
         }
         admission::apply_defaults(def, &mut obj);
-        record_manager(&mut obj, q, "Update");
+        crate::apply::record_update(&mut obj, None, q);
         admission::validate(def, &obj)?;
         self.check_namespace(def, ns).await?;
         if q.dry_run {
@@ -344,7 +344,7 @@ impl Registry {
         {
             return Err(conflict(def, name));
         }
-        let new = self.merge_update(def, &old, obj, sub, q)?;
+        let new = self.merge_update(def, &old, obj, sub, q, true)?;
         let out = self.write(def, ns, name, new, rev, q).await?;
         Ok((out, warnings))
     }
@@ -357,6 +357,7 @@ impl Registry {
         mut obj: Value,
         sub: Option<Subresource>,
         q: &Query,
+        record: bool,
     ) -> Result<Value, ApiError> {
         let name = name_of(old);
         if let Some(uid) = obj["metadata"]["uid"].as_str()
@@ -374,7 +375,9 @@ impl Registry {
         if sub == Some(Subresource::Status) {
             let mut new = old.clone();
             new["status"] = obj["status"].take();
-            record_manager(&mut new, q, "Update");
+            if record {
+                crate::apply::record_update(&mut new, Some(old), q);
+            }
             admission::validate(def, &new)?;
             return Ok(new);
         }
@@ -437,7 +440,15 @@ impl Registry {
                 "Forbidden: field is immutable when `immutable` is set",
             ));
         }
-        record_manager(&mut obj, q, "Update");
+        if obj["metadata"]
+            .get("managedFields")
+            .is_none_or(Value::is_null)
+        {
+            obj["metadata"]["managedFields"] = old["metadata"]["managedFields"].clone();
+        }
+        if record {
+            crate::apply::record_update(&mut obj, Some(old), q);
+        }
         admission::validate(def, &obj)?;
         Ok(obj)
     }
@@ -567,6 +578,8 @@ impl Registry {
                         ));
                     }
                     q2.field_validation = q.field_validation;
+                    // The applier owns what it applied (below), not the whole created object.
+                    q2.field_manager.clear();
                     let mut created = self.create(def, ns, obj, &q2).await?;
                     crate::apply::set_apply_manager(&mut created.0, body, q);
                     if !q.dry_run {
@@ -640,7 +653,7 @@ impl Registry {
             let mut obj = target;
             admission::check_type(def, &mut obj)?;
             let warnings = admission::unknown_fields(def, &mut obj, q2.field_validation)?;
-            let new = self.merge_update(def, &old, obj, sub, q)?;
+            let new = self.merge_update(def, &old, obj, sub, q, ptype != PatchType::Apply)?;
             match self.write(def, ns, name, new, rev, q).await {
                 Err(ApiError::Conflict { .. }) => continue,
                 Err(e) => return Err(e),
@@ -764,27 +777,4 @@ impl Registry {
         }
         Err(conflict(def, name))
     }
-}
-
-/// Records `q.field_manager`'s last write time in `metadata.managedFields` (Update operations).
-fn record_manager(obj: &mut Value, q: &Query, operation: &str) {
-    if q.field_manager.is_empty() {
-        return;
-    }
-    let api_version = obj["apiVersion"].clone();
-    let entry = json!({
-        "manager": q.field_manager, "operation": operation, "apiVersion": api_version,
-        "time": admission::now_rfc3339(), "fieldsType": "FieldsV1",
-        "fieldsV1": crate::apply::field_set(obj),
-    });
-    let list = obj["metadata"]["managedFields"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    let mut list: Vec<Value> = list
-        .into_iter()
-        .filter(|e| !(e["manager"] == q.field_manager && e["operation"] == operation))
-        .collect();
-    list.push(entry);
-    obj["metadata"]["managedFields"] = Value::Array(list);
 }
