@@ -22,12 +22,15 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use kontti_core::ErrorKind;
-use kontti_net::{ConnectSpec, Endpoint, NetworkError, NetworkSpec, NetworkState, Networks};
+use kontti_net::{ConnectSpec, Networks};
 use tracing::{info, instrument, warn};
 
 mod lookup;
 mod settings;
 
+pub use kontti_net::{
+    AddrError, Endpoint, Ipv4Net, NetworkError, NetworkSpec, NetworkState, PortMapping, Protocol,
+};
 pub use lookup::{container_id, container_name, container_netns};
 pub use settings::{Settings, host_nameservers, settings_path, state_dir};
 

@@ -8,9 +8,13 @@ mod build;
 
 mod image;
 
+mod network;
+
 mod registry;
 
 mod server;
+
+mod volume;
 
 /// What every subcommand gets from the global flags.
 pub struct Context {
@@ -31,6 +35,12 @@ pub enum Command {
     Registry(registry::RegistryCommand),
     #[command(flatten)]
     Server(server::ServerCommand),
+    /// Volume commands: volume create, ls, inspect, rm, prune.
+    #[command(flatten)]
+    Volume(volume::VolumeCommand),
+    /// Network commands: network create, ls, inspect, rm, prune, connect, disconnect.
+    #[command(flatten)]
+    Network(network::NetworkCommand),
     /// Build images from Dockerfiles.
     #[command(flatten)]
     Build(build::BuildCommand),
@@ -45,6 +55,8 @@ pub fn run(_ctx: Context, cmd: Command) -> anyhow::Result<i32> {
         }
         Command::Server(c) => server::run(&_ctx, c),
         Command::Image(c) => image::run(&_ctx, c),
+        Command::Volume(c) => volume::run(&_ctx, c),
+        Command::Network(c) => network::run(&_ctx, c),
         Command::Registry(c) => registry::run(&_ctx, c),
         Command::Build(c) => build::run(&_ctx, c),
     }
@@ -59,6 +71,12 @@ pub fn exit_code(_e: &anyhow::Error) -> i32 {
         return code;
     }
     if let Some(code) = registry::exit_code(_e) {
+        return code;
+    }
+    if let Some(code) = volume::exit_code(_e) {
+        return code;
+    }
+    if let Some(code) = network::exit_code(_e) {
         return code;
     }
     if let Some(kind) = image::error_kind(_e) {

@@ -1,0 +1,317 @@
+//! `kontti network create|ls|inspect|rm|prune|connect|disconnect`. The work
+//! happens in `kontti_engine::network` over `kontti_net`; this module parses
+//! arguments and prints.
+
+use std::io::{self, BufRead, Write};
+use std::net::Ipv4Addr;
+
+use clap::{Args, Subcommand};
+use kontti_engine::network::{
+    self, AddrError, Ipv4Net, NetError, NetworkError, NetworkFilter, NetworkSpec, NetworkState,
+};
+use serde_json::json;
+
+use super::Context;
+
+/// `kontti network ...`.
+#[derive(Subcommand)]
+pub enum NetworkCommand {
+    /// Manage networks.
+    #[command(subcommand)]
+    Network(NetworkSub),
+}
+
+/// The network subcommands.
+#[derive(Subcommand)]
+pub enum NetworkSub {
+    /// Create a bridge network and print its name.
+    Create(CreateArgs),
+    /// List networks.
+    #[command(alias = "list")]
+    Ls(LsArgs),
+    /// Show details of networks as JSON.
+    Inspect(NamesArgs),
+    /// Remove networks that no container is connected to.
+    #[command(alias = "remove")]
+    Rm(NamesArgs),
+    /// Remove every network no container uses (the default one stays).
+    Prune(PruneArgs),
+    /// Connect a running container to a network.
+    Connect(ConnectArgs),
+    /// Disconnect a container from a network.
+    Disconnect(DisconnectArgs),
+}
+
+/// `kontti network create`.
+#[derive(Args)]
+pub struct CreateArgs {
+    /// The subnet, A.B.C.D/N (default: the next free one of the pool).
+    #[arg(long)]
+    subnet: Option<String>,
+    /// The gateway: must be the subnet's first address.
+    #[arg(long)]
+    gateway: Option<String>,
+    /// The driver: only `bridge`.
+    #[arg(long, short = 'd', default_value = "bridge")]
+    driver: String,
+    /// The MTU of the bridge and its endpoints.
+    #[arg(long)]
+    mtu: Option<u32>,
+    /// The name.
+    name: String,
+}
+
+/// `kontti network ls`.
+#[derive(Args)]
+pub struct LsArgs {
+    /// Print names only.
+    #[arg(long, short = 'q')]
+    quiet: bool,
+    /// Filter: name=PART or driver=bridge.
+    #[arg(long = "filter", short = 'f')]
+    filters: Vec<String>,
+}
+
+/// Commands that take network names.
+#[derive(Args)]
+pub struct NamesArgs {
+    /// The networks.
+    #[arg(required = true)]
+    names: Vec<String>,
+}
+
+/// `kontti network prune`.
+#[derive(Args)]
+pub struct PruneArgs {
+    /// Do not ask for confirmation.
+    #[arg(long, short = 'f')]
+    force: bool,
+}
+
+/// `kontti network connect`.
+#[derive(Args)]
+pub struct ConnectArgs {
+    /// Another DNS name for the container on this network (repeatable).
+    #[arg(long = "alias")]
+    aliases: Vec<String>,
+    /// A fixed address in the network's subnet.
+    #[arg(long)]
+    ip: Option<Ipv4Addr>,
+    /// The network.
+    network: String,
+    /// The container's name or id.
+    container: String,
+}
+
+/// `kontti network disconnect`.
+#[derive(Args)]
+pub struct DisconnectArgs {
+    /// Disconnect by id even when the container is gone.
+    #[arg(long, short = 'f')]
+    force: bool,
+    /// The network.
+    network: String,
+    /// The container's name or id.
+    container: String,
+}
+
+/// Runs a network command.
+pub fn run(ctx: &Context, cmd: NetworkCommand) -> anyhow::Result<i32> {
+    let NetworkCommand::Network(sub) = cmd;
+    let root = &ctx.root;
+    match sub {
+        NetworkSub::Create(a) => create(ctx, a),
+        NetworkSub::Ls(a) => ls(ctx, a),
+        NetworkSub::Inspect(a) => inspect(ctx, a),
+        NetworkSub::Rm(a) => rm(ctx, a),
+        NetworkSub::Prune(a) => prune(ctx, a),
+        NetworkSub::Connect(a) => {
+            network::connect(root, &a.network, &a.container, &a.aliases, a.ip)?;
+            Ok(0)
+        }
+        NetworkSub::Disconnect(a) => {
+            network::disconnect(root, &a.network, &a.container, a.force)?;
+            Ok(0)
+        }
+    }
+}
+
+fn create(ctx: &Context, a: CreateArgs) -> anyhow::Result<i32> {
+    network::check_driver(&a.driver)?;
+    let subnet = a.subnet.as_deref().map(str::parse::<Ipv4Net>).transpose()?;
+    let gateway = match a.gateway.as_deref() {
+        None => None,
+        Some(g) => Some(
+            g.parse::<Ipv4Addr>()
+                .map_err(|_| NetError::InvalidGateway {
+                    gateway: g.to_owned(),
+                    reason: "not an IPv4 address".to_owned(),
+                })?,
+        ),
+    };
+    let spec = NetworkSpec {
+        name: a.name,
+        subnet,
+        bridge: None,
+        mtu: a.mtu,
+    };
+    let state = network::create(&ctx.root, &spec, gateway)?;
+    println!("{}", state.info.name);
+    Ok(0)
+}
+
+fn ls(ctx: &Context, a: LsArgs) -> anyhow::Result<i32> {
+    let filters = a
+        .filters
+        .iter()
+        .map(|f| f.parse::<NetworkFilter>())
+        .collect::<Result<Vec<_>, _>>()?;
+    let list: Vec<NetworkState> = network::networks(&ctx.root)?
+        .list()?
+        .into_iter()
+        .filter(|n| filters.iter().all(|f| f.matches(n)))
+        .collect();
+    let mut out = io::stdout().lock();
+    if a.quiet {
+        for n in list {
+            writeln!(out, "{}", n.info.name)?;
+        }
+        return Ok(0);
+    }
+    let mut rows = vec![["NAME", "DRIVER", "SCOPE", "SUBNET", "GATEWAY"].map(str::to_owned)];
+    rows.extend(list.iter().map(|n| {
+        [
+            n.info.name.clone(),
+            "bridge".to_owned(),
+            "local".to_owned(),
+            n.info.subnet.to_string(),
+            n.info.gateway.to_string(),
+        ]
+    }));
+    let widths: Vec<usize> = (0..5)
+        .map(|c| (rows.iter().map(|r| r[c].len()).max().unwrap_or(0) + 3).max(10))
+        .collect();
+    for r in &rows {
+        let line: String = r
+            .iter()
+            .enumerate()
+            .map(|(c, cell)| format!("{cell:<w$}", w = widths[c]))
+            .collect();
+        writeln!(out, "{}", line.trim_end())?;
+    }
+    Ok(0)
+}
+
+fn to_json(n: &NetworkState) -> serde_json::Value {
+    let containers: serde_json::Map<String, serde_json::Value> = n
+        .endpoints
+        .values()
+        .map(|e| {
+            let a = &e.attachment;
+            (
+                e.container.clone(),
+                json!({
+                    "Name": e.name,
+                    "Aliases": e.aliases,
+                    "EndpointID": a.host_ifname,
+                    "Interface": a.ifname,
+                    "IPv4Address": format!("{}/{}", a.address, a.prefix),
+                    "Ports": e.ports.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                }),
+            )
+        })
+        .collect();
+    json!({
+        "Name": n.info.name,
+        "Scope": "local",
+        "Driver": "bridge",
+        "EnableIPv6": false,
+        "IPAM": {
+            "Driver": "default",
+            "Config": [{"Subnet": n.info.subnet.to_string(), "Gateway": n.info.gateway.to_string()}],
+        },
+        "Internal": false,
+        "DNSEnabled": n.dns_pid.is_some(),
+        "Containers": containers,
+        "Options": {
+            "com.docker.network.bridge.name": n.info.bridge,
+            "com.docker.network.driver.mtu": n.info.mtu.to_string(),
+        },
+        "Labels": {},
+    })
+}
+
+/// Prints `err` as main does and returns its exit code.
+fn report(err: &NetError) -> i32 {
+    eprintln!("kontti: {err}");
+    err.kind().exit_code()
+}
+
+fn inspect(ctx: &Context, a: NamesArgs) -> anyhow::Result<i32> {
+    let nets = network::networks(&ctx.root)?;
+    let mut found = Vec::new();
+    let mut code = 0;
+    for name in &a.names {
+        match nets.inspect(name) {
+            Ok(n) => found.push(to_json(&n)),
+            Err(e) => {
+                let c = report(&e.into());
+                if code == 0 {
+                    code = c;
+                }
+            }
+        }
+    }
+    super::volume::print_json(&serde_json::Value::Array(found))?;
+    Ok(code)
+}
+
+fn rm(ctx: &Context, a: NamesArgs) -> anyhow::Result<i32> {
+    let nets = network::networks(&ctx.root)?;
+    let mut code = 0;
+    for name in &a.names {
+        match nets.remove(name) {
+            Ok(()) => println!("{name}"),
+            Err(e) => {
+                let c = report(&e.into());
+                if code == 0 {
+                    code = c;
+                }
+            }
+        }
+    }
+    Ok(code)
+}
+
+fn prune(ctx: &Context, a: PruneArgs) -> anyhow::Result<i32> {
+    if !a.force {
+        print!(
+            "WARNING! This will remove all custom networks not used by at least one container.\nAre you sure you want to continue? [y/N] "
+        );
+        io::stdout().flush()?;
+        let mut line = String::new();
+        io::stdin().lock().read_line(&mut line)?;
+        if !matches!(line.trim(), "y" | "Y" | "yes" | "Yes") {
+            return Ok(0);
+        }
+    }
+    let removed = network::prune(&ctx.root)?;
+    if !removed.is_empty() {
+        println!("Deleted Networks:");
+        for n in removed {
+            println!("{n}");
+        }
+    }
+    Ok(0)
+}
+
+/// The exit code for a network command's error, from its kind.
+pub fn exit_code(e: &anyhow::Error) -> Option<i32> {
+    if let Some(n) = e.downcast_ref::<NetError>() {
+        return Some(n.kind().exit_code());
+    }
+    if let Some(n) = e.downcast_ref::<NetworkError>() {
+        return Some(n.kind().exit_code());
+    }
+    e.downcast_ref::<AddrError>().map(|a| a.kind().exit_code())
+}
