@@ -58,8 +58,18 @@ pub fn detach(ready_fd: Option<i32>) -> io::Result<ReadyWriter> {
     match rproc::clone(0)? {
         Forked::Parent(_) => {
             drop(w);
+            // one line, not to EOF: a created container's init holds a
+            // copy of the pipe until it execs
             let mut line = Vec::new();
-            let _ = r.read_to_end(&mut line);
+            let mut chunk = [0u8; 512];
+            while !line.contains(&b'\n') {
+                match r.read(&mut chunk) {
+                    Ok(0) => break,
+                    Ok(n) => line.extend_from_slice(&chunk[..n]),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => break,
+                }
+            }
             if line.is_empty() {
                 let failed = Readiness::failed(
                     "the supervisor exited before it was ready".into(),

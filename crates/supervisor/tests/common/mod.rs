@@ -92,7 +92,7 @@ impl World {
         let deadline = Instant::now() + Duration::from_secs(30);
         let exit = self.state_dir().join("exit.json");
         let pid = self.state_dir().join("supervisor.pid");
-        while !(exit.exists() && !pid.exists()) {
+        while !exit.exists() || pid.exists() {
             assert!(Instant::now() < deadline, "the supervisor did not finish");
             std::thread::sleep(Duration::from_millis(20));
         }

@@ -1,0 +1,48 @@
+//! `kontti-supervisor pin-netns` and `netns::unpin`.
+#![allow(clippy::disallowed_macros)]
+
+mod common;
+
+use kontti_supervisor::netns;
+
+fn mounted(path: &std::path::Path) -> bool {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let p = path.to_str().unwrap();
+    text.lines().any(|l| l.split(' ').nth(4) == Some(p))
+}
+
+#[test]
+fn pin_and_unpin_leave_no_mount() {
+    kontti_testutil::require_root();
+    let before = kontti_testutil::HostSnapshot::take("ksv-netns");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ns1");
+    let bin = std::path::Path::new(common::BIN);
+    netns::pin_with(bin, &path).expect("pin");
+    assert!(mounted(&path));
+    // a namespace of its own, with loopback up
+    let ours = std::fs::metadata("/proc/self/ns/net").unwrap();
+    let pinned = std::fs::metadata(&path).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    assert_ne!(ours.ino(), pinned.ino());
+    let out = std::process::Command::new("nsenter")
+        .arg(format!("--net={}", path.display()))
+        .args(["ip", "-o", "link", "show", "lo"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("UP"), "{text}");
+    // pinning again on the same path is refused
+    let e = netns::pin_with(bin, &path).unwrap_err();
+    assert_eq!(e.kind(), kontti_core::ErrorKind::AlreadyExists, "{e}");
+    assert!(mounted(&path));
+
+    netns::unpin(&path).expect("unpin");
+    assert!(!mounted(&path));
+    assert!(!path.exists());
+    netns::unpin(&path).expect("unpin is idempotent");
+    // a path whose directory does not exist
+    let e = netns::pin_with(bin, &dir.path().join("no/dir/ns")).unwrap_err();
+    assert!(e.to_string().contains("no/dir/ns"), "{e}");
+    kontti_testutil::HostSnapshot::take("ksv-netns").assert_no_leaks_since(&before);
+}
