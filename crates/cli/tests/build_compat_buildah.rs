@@ -24,6 +24,10 @@
 //!   passes `--identity-label=false`);
 //! * an absent field, `null`, an empty list and an empty map are equal (buildah
 //!   writes `"Entrypoint": []` and `"Volumes": {}` where docker omits them);
+//! * `Env` is compared as a map of name → value when every name appears once
+//!   on a side (docker's builders replace a variable in place, buildah moves
+//!   it to the end; the order of distinct variables changes nothing in a
+//!   container); a list with a repeated name is compared as it is;
 //! * in `Healthcheck`, a duration or retry count of 0 is the same as absent
 //!   (0 means "inherit the default");
 //! * tar-only details: entry order, uname/gname, xattrs, and whether an entry

@@ -276,6 +276,11 @@ pub fn normalise_config(file: &Value) -> BTreeMap<String, Value> {
                 m.remove(*l);
             }
         }
+        if *field == "Env"
+            && let Some(by_name) = env_by_name(&v)
+        {
+            v = by_name;
+        }
         if *field == "Healthcheck"
             && let Value::Object(m) = &mut v
         {
@@ -291,6 +296,20 @@ pub fn normalise_config(file: &Value) -> BTreeMap<String, Value> {
         }
     }
     out
+}
+
+/// `["A=1", "B=2"]` → `{"A": "1", "B": "2"}` when every name appears once
+/// (the order of distinct variables changes nothing in a container); `None`
+/// when a name repeats, so that the list is compared as it is.
+fn env_by_name(env: &Value) -> Option<Value> {
+    let mut out = Map::new();
+    for e in env.as_array()? {
+        let (name, value) = e.as_str()?.split_once('=').unwrap_or((e.as_str()?, ""));
+        if out.insert(name.to_owned(), Value::from(value)).is_some() {
+            return None;
+        }
+    }
+    Some(Value::Object(out))
 }
 
 pub fn diff_configs(a: &BTreeMap<String, Value>, b: &BTreeMap<String, Value>) -> Vec<String> {
@@ -529,6 +548,10 @@ mod tests {
             },
             "history": [{"created_by": "buildah"}],
         });
+        let mut buildah = buildah;
+        buildah["config"]["Env"] = serde_json::json!(["B=2", "A=1"]);
+        let mut kontti = kontti;
+        kontti["config"]["Env"] = serde_json::json!(["A=1", "B=2"]);
         let (k, b) = (normalise_config(&kontti), normalise_config(&buildah));
         assert!(
             diff_configs(&k, &b).is_empty(),
@@ -536,10 +559,10 @@ mod tests {
             diff_configs(&k, &b)
         );
         let mut other = buildah.clone();
-        other["config"]["Env"] = serde_json::json!(["A=2"]);
+        other["config"]["Env"] = serde_json::json!(["A=2", "B=2"]);
         other["config"]["StopSignal"] = serde_json::json!("SIGKILL");
         let d = diff_configs(&k, &normalise_config(&other)).join("\n");
-        assert!(d.contains("config Env") && d.contains("[\"A=2\"]"), "{d}");
+        assert!(d.contains("config Env") && d.contains("\"A\":\"2\""), "{d}");
         assert!(
             d.contains("config StopSignal") && d.contains("(not set)"),
             "{d}"
