@@ -82,6 +82,21 @@ pub enum EngineError {
     /// A runtime operation failed.
     #[error(transparent)]
     Runtime(#[from] kontti_runtime::RuntimeError),
+    /// A network operation failed.
+    #[error(transparent)]
+    Network(#[from] crate::network::NetError),
+    /// A volume operation failed.
+    #[error(transparent)]
+    Volume(#[from] crate::volume::VolumeError),
+    /// Pinning or unpinning a network namespace failed.
+    #[error(transparent)]
+    Netns(#[from] kontti_supervisor::netns::NetnsError),
+    /// Reading a log failed.
+    #[error(transparent)]
+    Log(#[from] kontti_supervisor::crilog::LogError),
+    /// The attach protocol failed.
+    #[error(transparent)]
+    Protocol(#[from] kontti_supervisor::protocol::ProtocolError),
     /// A record file that does not parse.
     #[error("corrupt container record {path}: {reason}")]
     Corrupt {
@@ -122,6 +137,11 @@ impl EngineError {
             EngineError::Rootfs(e) => e.kind(),
             EngineError::Snapshot(e) => e.kind(),
             EngineError::Runtime(e) => e.kind(),
+            EngineError::Network(e) => e.kind(),
+            EngineError::Volume(e) => e.kind(),
+            EngineError::Netns(e) => e.kind(),
+            EngineError::Log(e) => e.kind(),
+            EngineError::Protocol(e) => e.kind(),
             EngineError::Io { .. } => ErrorKind::Internal,
         }
     }
@@ -142,6 +162,11 @@ impl EngineError {
             path: path.into(),
             source,
         }
+    }
+
+    /// An invalid option value (`--memory 12q`, ...).
+    pub fn invalid_value(what: &'static str, value: &str, reason: impl Into<String>) -> Self {
+        Self::invalid(what, value, reason)
     }
 
     pub(crate) fn invalid(what: &'static str, value: &str, reason: impl Into<String>) -> Self {

@@ -13,14 +13,19 @@
 //! It does not pull images (the CLI does, before `create`) and does not
 //! decide restarts of pods (the node agent does).
 
+pub mod attach;
 pub mod container;
 mod error;
+pub mod lifecycle;
+pub mod logs;
 pub mod network;
 pub mod options;
+pub mod ps;
 pub mod spec;
 pub mod user;
 pub mod volume;
 
 pub use container::{ContainerRecord, ContainerState, Containers, Status};
 pub use error::{EngineError, Result};
+pub use lifecycle::{CreateRequest, Engine};
 pub use options::{RestartPolicy, RunOptions};

@@ -463,7 +463,16 @@ pub fn generate(input: &SpecInput<'_>) -> Result<Generated> {
         "annotations": annotations,
         "linux": linux,
     });
-    let typed: oci_spec::runtime::Spec = serde_json::from_value(spec.clone())
+    // namespaces to join are pinned at start: validate without their paths
+    let mut check = spec.clone();
+    if let Some(ns) = check["linux"]["namespaces"].as_array_mut() {
+        for n in ns.iter_mut() {
+            if let Some(o) = n.as_object_mut() {
+                o.remove("path");
+            }
+        }
+    }
+    let typed: oci_spec::runtime::Spec = serde_json::from_value(check)
         .map_err(|e| EngineError::invalid("runtime spec", input.id, e.to_string()))?;
     kontti_runtime::config::validate(&typed)?;
     Ok(Generated {

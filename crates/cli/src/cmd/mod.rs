@@ -6,6 +6,8 @@ use clap::Subcommand;
 
 mod build;
 
+mod container;
+
 mod image;
 
 mod network;
@@ -44,6 +46,9 @@ pub enum Command {
     /// Build images from Dockerfiles.
     #[command(flatten)]
     Build(build::BuildCommand),
+    /// Container commands: run, create, start, stop, ps, logs, rm, container ...
+    #[command(flatten)]
+    Container(container::ContainerCommand),
 }
 
 /// Runs a subcommand; returns the process exit code.
@@ -59,6 +64,7 @@ pub fn run(_ctx: Context, cmd: Command) -> anyhow::Result<i32> {
         Command::Network(c) => network::run(&_ctx, c),
         Command::Registry(c) => registry::run(&_ctx, c),
         Command::Build(c) => build::run(&_ctx, c),
+        Command::Container(c) => container::run(&_ctx, c),
     }
 }
 

@@ -1,0 +1,109 @@
+//! Attaching to a running container: its supervisor's attach socket, stdin
+//! forwarded from a reader, stdout and stderr copied to writers, and the
+//! local terminal in raw mode for `-t`.
+
+use std::io::{Read, Write};
+use std::os::fd::AsFd;
+use std::path::Path;
+
+use kontti_supervisor::protocol::{AttachClient, Frame};
+
+use crate::error::{EngineError, Result};
+
+/// Connects to an attach socket (retrying briefly while the supervisor
+/// comes up).
+pub fn connect(socket: &Path) -> Result<AttachClient> {
+    let mut last = None;
+    for _ in 0..100 {
+        match AttachClient::connect(socket) {
+            Ok(c) => return Ok(c),
+            Err(e) => last = Some(e),
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    Err(last.map_or_else(
+        || EngineError::Supervisor(format!("cannot connect to {}", socket.display())),
+        EngineError::from,
+    ))
+}
+
+/// Copies the container's output to `stdout`/`stderr` and, when `stdin` is
+/// given, forwards it (on a thread) until its end, then closes the
+/// container's stdin. Returns the exit code, or `None` when the supervisor
+/// closed the socket without one.
+pub fn pump(
+    mut client: AttachClient,
+    stdin: Option<Box<dyn Read + Send>>,
+    stdout: &mut dyn Write,
+    stderr: &mut dyn Write,
+) -> Result<Option<i32>> {
+    if let Some(mut input) = stdin {
+        let mut tx = client.try_clone()?;
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 8192];
+            loop {
+                match input.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        if tx.send_stdin(&buf[..n]).is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(_) => break,
+                }
+            }
+            let _ = tx.close_stdin();
+        });
+    }
+    let mut write_err = None;
+    let code = client.copy_until_exit(|f| {
+        let r = match f {
+            Frame::Stdout(d) => stdout.write_all(d).and_then(|()| stdout.flush()),
+            Frame::Stderr(d) => stderr.write_all(d).and_then(|()| stderr.flush()),
+            _ => Ok(()),
+        };
+        if let Err(e) = r {
+            write_err.get_or_insert(e);
+        }
+    })?;
+    if let Some(e) = write_err {
+        tracing::debug!(error = %e, "writing attached output");
+    }
+    Ok(code)
+}
+
+/// The size (rows, cols) of the terminal on `fd`, if it is one.
+pub fn terminal_size(fd: impl AsFd) -> Option<(u16, u16)> {
+    let ws = rustix::termios::tcgetwinsize(fd).ok()?;
+    (ws.ws_row > 0 && ws.ws_col > 0).then_some((ws.ws_row, ws.ws_col))
+}
+
+/// The local terminal in raw mode until dropped.
+pub struct RawTerminal<F: AsFd> {
+    fd: F,
+    saved: rustix::termios::Termios,
+}
+
+impl<F: AsFd> RawTerminal<F> {
+    /// Puts the terminal on `fd` in raw mode.
+    pub fn enable(fd: F) -> Result<RawTerminal<F>> {
+        let saved = rustix::termios::tcgetattr(&fd)
+            .map_err(|e| EngineError::io("read terminal settings of", "stdin", e.into()))?;
+        let mut raw = saved.clone();
+        raw.make_raw();
+        rustix::termios::tcsetattr(&fd, rustix::termios::OptionalActions::Now, &raw)
+            .map_err(|e| EngineError::io("set raw mode on", "stdin", e.into()))?;
+        Ok(RawTerminal { fd, saved })
+    }
+}
+
+impl<F: AsFd> Drop for RawTerminal<F> {
+    fn drop(&mut self) {
+        let _ = rustix::termios::tcsetattr(
+            &self.fd,
+            rustix::termios::OptionalActions::Now,
+            &self.saved,
+        );
+    }
+}

@@ -1,0 +1,938 @@
+//! A container's life: create, start (through its own `kontti-supervisor`),
+//! stop, kill, remove, the exit command's cleanup and the restart policy.
+//!
+//! Every change of a record happens under the container's lock. The
+//! supervisor writes `exit.json` when the container exits and runs the exit
+//! command (`kontti container cleanup ID`), which calls [`Engine::cleanup`]:
+//! it records the exit, tears down the mounts, network and pinned namespace,
+//! and restarts by the restart policy with docker's back-off, or removes a
+//! `--rm` container. Whoever takes the lock first after an exit (the exit
+//! command, `stop`, `rm`) consumes `exit.json`, so the work is done once.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use kontti_image::snapshot::{self, Snapshotter};
+use kontti_image::{ContentStore, ImageConfig};
+use kontti_supervisor::exit::ExitRecord;
+use kontti_supervisor::spawn::SupervisorCommand;
+use serde_json::json;
+
+use crate::container::{self, ContainerRecord, ContainerState, Containers, Status};
+use crate::error::{EngineError, Result};
+use crate::network::{self, AttachRequest, NetworkMode};
+use crate::options::RunOptions;
+use crate::spec::{self, NetnsChoice, SpecInput};
+use crate::volume::Volumes;
+
+/// The supervisor's exit record in a container's directory.
+pub const EXIT_FILE: &str = "exit.json";
+/// The CRI log in a container's directory.
+pub const LOG_FILE: &str = "container.log";
+/// The attach socket in a container's directory.
+pub const ATTACH_SOCKET: &str = "attach.sock";
+
+/// How long `stop` waits by default before SIGKILL.
+pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What `create` needs.
+#[derive(Debug, Clone, Default)]
+pub struct CreateRequest {
+    /// `--name` (generated when `None`).
+    pub name: Option<String>,
+    /// The image (name, id or digest) in the local store.
+    pub image: String,
+    /// The options.
+    pub options: RunOptions,
+}
+
+/// The containers of one state root.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    root: PathBuf,
+    containers: Containers,
+    exit_command: Option<(PathBuf, Vec<String>)>,
+    supervisor: Option<PathBuf>,
+}
+
+fn sleep_ms(ms: u64) {
+    std::thread::sleep(Duration::from_millis(ms));
+}
+
+impl Engine {
+    /// Opens the state root `root` (creating `containers/`).
+    pub fn open(root: &Path) -> Result<Engine> {
+        Ok(Engine {
+            root: root.to_owned(),
+            containers: Containers::open(root)?,
+            exit_command: None,
+            supervisor: None,
+        })
+    }
+
+    /// The command a supervisor runs after its container exited; the
+    /// container id is appended. The CLI passes itself:
+    /// `kontti --root R container cleanup`.
+    pub fn with_exit_command(mut self, program: PathBuf, args: Vec<String>) -> Engine {
+        self.exit_command = Some((program, args));
+        self
+    }
+
+    /// Uses this supervisor binary instead of the located one.
+    pub fn with_supervisor(mut self, binary: PathBuf) -> Engine {
+        self.supervisor = Some(binary);
+        self
+    }
+
+    /// The state root.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The records.
+    pub fn containers(&self) -> &Containers {
+        &self.containers
+    }
+
+    /// `R/runtime`: the runtime's state root.
+    pub fn runtime_root(&self) -> PathBuf {
+        self.root.join("runtime")
+    }
+
+    /// `R/netns/<id>`: where a container's network namespace is pinned.
+    pub fn netns_path(&self, id: &str) -> PathBuf {
+        self.root.join("netns").join(id)
+    }
+
+    fn dir(&self, id: &str) -> PathBuf {
+        self.containers.dir_of(id)
+    }
+
+    fn rootfs(&self, id: &str) -> PathBuf {
+        self.dir(id).join("bundle").join("rootfs")
+    }
+
+    fn snapshotter(&self) -> Result<Box<dyn Snapshotter>> {
+        Ok(snapshot::open_default(&self.root)?)
+    }
+
+    /// Creates a container: its record, root filesystem snapshot, volumes
+    /// and OCI bundle. Nothing is left behind on failure.
+    pub fn create(&self, req: &CreateRequest) -> Result<ContainerRecord> {
+        if let Some(n) = &req.name
+            && !container::valid_name(n)
+        {
+            return Err(EngineError::BadName(n.clone()));
+        }
+        let mode: NetworkMode = req.options.network.as_deref().unwrap_or("bridge").parse()?;
+        let store = ContentStore::open(kontti_image::content_dir(&self.root))
+            .map_err(kontti_image::ImageError::from)?;
+        let found = kontti_image::local::find(&store, &req.image)?;
+        let image_config = found.image.config.config.clone().unwrap_or_default();
+        // fail early on a command that cannot be made or a bad -p
+        spec::process_args(&image_config, &req.options)?;
+        parse_ports(&req.options.publish)?;
+        let id = container::new_id()?;
+        let _span = tracing::info_span!("create", container = %&id[..12]).entered();
+        let _names = self.containers.lock_names()?;
+        let name = req
+            .name
+            .clone()
+            .unwrap_or_else(|| container::generate_name(&id));
+        if let Some(other) = self.containers.by_name(&name)? {
+            return Err(EngineError::NameInUse {
+                name,
+                id: other[..12].to_owned(),
+            });
+        }
+        let netns = match &mode {
+            NetworkMode::Host => NetnsChoice::Host,
+            NetworkMode::Container(other) => {
+                let other_id = self.containers.resolve(other)?;
+                NetnsChoice::Join(self.netns_path(&other_id))
+            }
+            _ => NetnsChoice::Join(self.netns_path(&id)),
+        };
+        let dir = self.dir(&id);
+        std::fs::create_dir_all(dir.join("bundle").join("rootfs"))
+            .map_err(|e| EngineError::io("create", &dir, e))?;
+        let sn = self.snapshotter()?;
+        let key = format!("container-{id}");
+        let mut undo = CreateUndo {
+            engine: self,
+            id: &id,
+            snapshot: None,
+            sn: sn.as_ref(),
+            mounted: 0,
+            volumes: Vec::new(),
+            armed: true,
+        };
+        let mounts = kontti_image::rootfs::prepare_rootfs(&store, &found.image, sn.as_ref(), &key)?;
+        undo.snapshot = Some(key.clone());
+        let rootfs = self.rootfs(&id);
+        snapshot::mount::mount_all(&mounts, &rootfs)
+            .map_err(|e| EngineError::io("mount the root filesystem at", &rootfs, e))?;
+        undo.mounted = mounts.len();
+
+        let (extra_mounts, volumes, anonymous) =
+            self.volume_mounts(&id, &image_config, &req.options, &mut undo.volumes)?;
+        let hostname = req
+            .options
+            .hostname
+            .clone()
+            .unwrap_or_else(|| id[..12].to_owned());
+        let write = |file: &str, text: &str| {
+            let p = dir.join(file);
+            std::fs::write(&p, text).map_err(|e| EngineError::io("write", &p, e))
+        };
+        write("hostname", &format!("{hostname}\n"))?;
+        if mode != NetworkMode::Host {
+            write("hosts", &network::hosts_file(None, &hostname, &name))?;
+            write("resolv.conf", "")?;
+        }
+        let generated = spec::generate(&SpecInput {
+            id: &id,
+            image: &image_config,
+            options: &req.options,
+            rootfs: &rootfs,
+            container_dir: &dir,
+            netns,
+            extra_mounts,
+            init_binary: spec::find_init_binary(),
+        })?;
+        let config = dir.join("bundle").join("config.json");
+        let bytes =
+            serde_json::to_vec_pretty(&generated.spec).map_err(|e| EngineError::Corrupt {
+                path: config.clone(),
+                reason: e.to_string(),
+            })?;
+        std::fs::write(&config, bytes).map_err(|e| EngineError::io("write", &config, e))?;
+        snapshot::mount::unmount_all(&rootfs, mounts.len())
+            .map_err(|e| EngineError::io("unmount", &rootfs, e))?;
+        undo.mounted = 0;
+
+        let rec = ContainerRecord {
+            id: id.clone(),
+            name,
+            image: req.image.clone(),
+            image_id: found.image.id().to_string(),
+            created: kontti_runtime::state::now_rfc3339(),
+            options: req.options.clone(),
+            args: generated.args,
+            stop_signal: generated.stop_signal,
+            snapshot: key,
+            rootfs_mounts: mounts.len(),
+            volumes,
+            anonymous_volumes: anonymous,
+            state: ContainerState::default(),
+            restart_count: 0,
+        };
+        let _lock = self.containers.lock(&id)?;
+        self.containers.save(&rec)?;
+        undo.disarm();
+        tracing::info!(name = %rec.name, image = %rec.image, "created");
+        Ok(rec)
+    }
+
+    /// Named and anonymous volumes (`-v NAME:/dst`, `-v /dst`, the image's
+    /// VOLUMEs) as bind mounts of their data directories.
+    fn volume_mounts(
+        &self,
+        id: &str,
+        image: &ImageConfig,
+        options: &RunOptions,
+        taken: &mut Vec<(String, bool)>,
+    ) -> Result<(Vec<serde_json::Value>, Vec<String>, Vec<String>)> {
+        let vols = Volumes::open(&self.root);
+        let mut mounts = Vec::new();
+        let mut anonymous = Vec::new();
+        let mut wanted: Vec<(Option<String>, String, bool)> = options
+            .volumes
+            .iter()
+            .filter(|v| !v.is_bind())
+            .map(|v| (v.source.clone(), v.destination.clone(), v.readonly))
+            .collect();
+        let covered = |d: &str| {
+            options
+                .volumes
+                .iter()
+                .any(|v| v.destination.trim_end_matches('/') == d.trim_end_matches('/'))
+                || options.tmpfs.iter().any(|t| t.destination == d)
+        };
+        for dest in image.volumes.iter().flat_map(|v| v.keys()) {
+            if !covered(dest) {
+                wanted.push((None, dest.clone(), false));
+            }
+        }
+        for (source, dest, ro) in wanted {
+            let v = vols.create_for(source.as_deref(), Default::default(), id)?;
+            taken.push((v.name.clone(), source.is_none()));
+            if source.is_none() {
+                anonymous.push(v.name.clone());
+            }
+            let mut opts = vec!["rbind", "rprivate"];
+            if ro {
+                opts.push("ro");
+            }
+            mounts.push(json!({"destination": dest, "type": "bind", "source": v.mountpoint, "options": opts}));
+        }
+        Ok((
+            mounts,
+            taken.iter().map(|(n, _)| n.clone()).collect(),
+            anonymous,
+        ))
+    }
+
+    /// The record with its status brought up to date: a live record whose
+    /// supervisor wrote `exit.json` (or died) shows as exited. Read-only.
+    pub fn inspect(&self, what: &str) -> Result<ContainerRecord> {
+        let id = self.containers.resolve(what)?;
+        let rec = self.containers.load(&id)?;
+        Ok(self.view(rec))
+    }
+
+    /// Every container, as [`Engine::inspect`] shows it.
+    pub fn list(&self) -> Result<Vec<ContainerRecord>> {
+        Ok(self
+            .containers
+            .list()?
+            .into_iter()
+            .map(|r| self.view(r))
+            .collect())
+    }
+
+    fn view(&self, mut rec: ContainerRecord) -> ContainerRecord {
+        if !rec.state.status.is_live() {
+            return rec;
+        }
+        if let Ok(exit) = ExitRecord::read(&self.dir(&rec.id).join(EXIT_FILE)) {
+            apply_exit(&mut rec.state, &exit);
+        } else if !supervisor_alive(rec.state.supervisor_pid) {
+            rec.state.status = Status::Exited;
+            rec.state.error = Some("the container's supervisor is gone".into());
+            rec.state.pid = 0;
+        }
+        rec
+    }
+
+    /// Starts a created or exited container. With `wait_attach`, its process
+    /// starts when the first attach client connects to `attach.sock`.
+    pub fn start(&self, what: &str, wait_attach: bool) -> Result<ContainerRecord> {
+        let id = self.containers.resolve(what)?;
+        let _lock = self.containers.lock(&id)?;
+        let mut rec = self.containers.load(&id)?;
+        self.reap_locked(&mut rec)?;
+        match rec.state.status {
+            Status::Created | Status::Exited | Status::Restarting => {}
+            s => {
+                return Err(EngineError::WrongState {
+                    id: rec.name.clone(),
+                    status: s.to_string(),
+                    reason: "it is already started",
+                });
+            }
+        }
+        rec.restart_count = 0;
+        self.start_locked(&mut rec, wait_attach)?;
+        Ok(rec)
+    }
+
+    /// Mounts, networks and runs the supervisor; the caller holds the lock.
+    fn start_locked(&self, rec: &mut ContainerRecord, wait_attach: bool) -> Result<()> {
+        let id = rec.id.clone();
+        let _span = tracing::info_span!("start", container = %&id[..12]).entered();
+        let dir = self.dir(&id);
+        let _ = std::fs::remove_file(dir.join(EXIT_FILE));
+        let result = self.bring_up(rec, wait_attach);
+        match result {
+            Ok(pid) => {
+                rec.state.status = Status::Running;
+                rec.state.pid = pid;
+                rec.state.supervisor_pid = std::fs::read_to_string(dir.join("supervisor.pid"))
+                    .ok()
+                    .and_then(|s| s.trim().parse().ok())
+                    .unwrap_or(0);
+                rec.state.started_at = Some(kontti_runtime::state::now_rfc3339());
+                rec.state.error = None;
+                rec.state.stopped_by_user = false;
+                rec.state.oom_killed = false;
+                self.containers.save(rec)?;
+                tracing::info!(pid, "started");
+                Ok(())
+            }
+            Err(e) => {
+                self.tear_down(rec);
+                rec.state.status = if rec.state.started_at.is_some() {
+                    Status::Exited
+                } else {
+                    Status::Created
+                };
+                rec.state.error = Some(e.to_string());
+                rec.state.exit_code = e.run_exit_code();
+                self.containers.save(rec)?;
+                Err(e)
+            }
+        }
+    }
+
+    fn bring_up(&self, rec: &mut ContainerRecord, wait_attach: bool) -> Result<i32> {
+        let id = rec.id.clone();
+        let dir = self.dir(&id);
+        let sn = self.snapshotter()?;
+        let mounts = sn.mounts(&rec.snapshot)?;
+        let rootfs = self.rootfs(&id);
+        rec.state.rootfs_mounted = true;
+        self.containers.save(rec)?;
+        snapshot::mount::mount_all(&mounts, &rootfs)
+            .map_err(|e| EngineError::io("mount the root filesystem at", &rootfs, e))?;
+        rec.rootfs_mounts = mounts.len();
+
+        let mode: NetworkMode = rec.options.network.as_deref().unwrap_or("bridge").parse()?;
+        if !matches!(mode, NetworkMode::Host | NetworkMode::Container(_)) {
+            let ns = self.netns_path(&id);
+            if let Some(parent) = ns.parent() {
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| EngineError::io("create", parent, e))?;
+            }
+            match &self.supervisor {
+                Some(b) => kontti_supervisor::netns::pin_with(b, &ns)?,
+                None => kontti_supervisor::netns::pin(&ns)?,
+            }
+        }
+        let hostname = rec
+            .options
+            .hostname
+            .clone()
+            .unwrap_or_else(|| id[..12].to_owned());
+        let ports = parse_ports(&rec.options.publish)?;
+        let setup = network::attach(
+            &self.root,
+            &AttachRequest {
+                container_id: id.clone(),
+                name: rec.name.clone(),
+                hostname,
+                aliases: Vec::new(),
+                mode: mode.clone(),
+                ports,
+                netns: self.netns_path(&id),
+            },
+        )?;
+        if mode != NetworkMode::Host {
+            for (file, text) in [("hosts", &setup.hosts), ("resolv.conf", &setup.resolv_conf)] {
+                let p = dir.join(file);
+                std::fs::write(&p, text).map_err(|e| EngineError::io("write", &p, e))?;
+            }
+        }
+
+        let mut cmd = SupervisorCommand::new(
+            &id,
+            &dir.join("bundle"),
+            &self.runtime_root(),
+            &dir,
+            &dir.join(LOG_FILE),
+        );
+        if let Some(b) = &self.supervisor {
+            cmd.binary = b.clone();
+        }
+        cmd.tty = rec.options.tty;
+        cmd.stdin = rec.options.stdin;
+        cmd.wait_attach = wait_attach;
+        cmd.log_max_size = rec.options.log_max_size;
+        cmd.log_max_files = rec.options.log_max_files;
+        if let Some((prog, args)) = &self.exit_command {
+            cmd.exit_command = Some(prog.clone());
+            cmd.exit_command_args = args.iter().cloned().chain([id.clone()]).collect();
+        }
+        let ready = cmd.spawn().map_err(classify_spawn_error)?;
+        Ok(ready.pid)
+    }
+
+    /// Undoes [`Engine::bring_up`] as far as it got: network, pinned
+    /// namespace, root filesystem. Failures are logged.
+    fn tear_down(&self, rec: &mut ContainerRecord) {
+        let id = rec.id.clone();
+        if let Err(e) = network::detach(&self.root, &id) {
+            tracing::warn!(container = %&id[..12], error = %e, "network detach");
+        }
+        if let Err(e) = kontti_supervisor::netns::unpin(&self.netns_path(&id)) {
+            tracing::warn!(container = %&id[..12], error = %e, "netns unpin");
+        }
+        if rec.state.rootfs_mounted {
+            let rootfs = self.rootfs(&id);
+            if let Err(e) = snapshot::mount::unmount_all(&rootfs, rec.rootfs_mounts.max(1)) {
+                tracing::warn!(container = %&id[..12], error = %e, "unmount rootfs");
+            }
+            rec.state.rootfs_mounted = false;
+        }
+    }
+
+    /// Consumes `exit.json` (or notices a dead supervisor) and tears down.
+    /// Returns whether an exit was recorded now.
+    fn reap_locked(&self, rec: &mut ContainerRecord) -> Result<bool> {
+        if !rec.state.status.is_live() {
+            if rec.state.rootfs_mounted {
+                self.tear_down(rec);
+                self.containers.save(rec)?;
+            }
+            return Ok(false);
+        }
+        let path = self.dir(&rec.id).join(EXIT_FILE);
+        match ExitRecord::read(&path) {
+            Ok(exit) => {
+                apply_exit(&mut rec.state, &exit);
+                let _ = std::fs::remove_file(&path);
+            }
+            Err(_) if !supervisor_alive(rec.state.supervisor_pid) => {
+                rec.state.status = Status::Exited;
+                rec.state.error = Some("the container's supervisor is gone".into());
+                rec.state.pid = 0;
+                rec.state.finished_at = Some(kontti_runtime::state::now_rfc3339());
+                // its runtime state, if any, goes too
+                let _ = kontti_runtime::ops::delete(&self.runtime_root(), &rec.id, true);
+            }
+            Err(_) => return Ok(false),
+        }
+        self.tear_down(rec);
+        self.containers.save(rec)?;
+        Ok(true)
+    }
+
+    /// The exit command: records the exit, tears down, and restarts by the
+    /// policy (after docker's back-off) or removes a `--rm` container.
+    pub fn cleanup(&self, id: &str) -> Result<()> {
+        let _span = tracing::info_span!("cleanup", container = %&id[..12.min(id.len())]).entered();
+        let (restart, delay) = {
+            let _lock = self.containers.lock(id)?;
+            let mut rec = self.containers.load(id)?;
+            if !self.reap_locked(&mut rec)? {
+                return Ok(());
+            }
+            let restart = should_restart(&rec);
+            if restart {
+                rec.state.status = Status::Restarting;
+                self.containers.save(&rec)?;
+            }
+            (restart, backoff(&rec))
+        };
+        if !restart {
+            let rec = self.containers.load(id)?;
+            if rec.options.auto_remove {
+                self.remove(id, true, true)?;
+            }
+            return Ok(());
+        }
+        std::thread::sleep(delay);
+        let _lock = match self.containers.lock(id) {
+            Ok(l) => l,
+            Err(EngineError::NotFound(_)) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let mut rec = match self.containers.load(id) {
+            Ok(r) => r,
+            Err(EngineError::NotFound(_)) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        if rec.state.status != Status::Restarting {
+            return Ok(()); // stopped or removed during the back-off
+        }
+        rec.restart_count += 1;
+        tracing::info!(count = rec.restart_count, "restarting");
+        self.start_locked(&mut rec, false)
+    }
+
+    /// Sends `signal` to the container's init.
+    pub fn kill(&self, what: &str, signal: i32) -> Result<()> {
+        let id = self.containers.resolve(what)?;
+        let rec = self.view(self.containers.load(&id)?);
+        if !rec.state.status.is_live() {
+            return Err(EngineError::WrongState {
+                id: rec.name,
+                status: rec.state.status.to_string(),
+                reason: "it is not running",
+            });
+        }
+        kontti_runtime::ops::kill(&self.runtime_root(), &id, signal, false)?;
+        Ok(())
+    }
+
+    fn wait_exit_file(&self, id: &str, timeout: Duration) -> bool {
+        let path = self.dir(id).join(EXIT_FILE);
+        let deadline = Instant::now() + timeout;
+        loop {
+            if path.exists() {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            sleep_ms(20);
+        }
+    }
+
+    /// Stops a container: its stop signal, then SIGKILL after `timeout`.
+    /// A container that is not running is left as it is.
+    pub fn stop(&self, what: &str, timeout: Option<Duration>) -> Result<ContainerRecord> {
+        let id = self.containers.resolve(what)?;
+        let (signal, timeout) = {
+            let _lock = self.containers.lock(&id)?;
+            let mut rec = self.containers.load(&id)?;
+            self.reap_locked(&mut rec)?;
+            if rec.state.status == Status::Restarting {
+                rec.state.status = Status::Exited;
+                rec.state.stopped_by_user = true;
+                self.containers.save(&rec)?;
+                return Ok(rec);
+            }
+            if !rec.state.status.is_live() {
+                return Ok(rec);
+            }
+            rec.state.stopped_by_user = true;
+            self.containers.save(&rec)?;
+            if rec.state.status == Status::Paused {
+                let _ = kontti_runtime::ops::resume(&self.runtime_root(), &id);
+            }
+            let t = timeout
+                .or(rec
+                    .options
+                    .stop_timeout
+                    .map(|s| Duration::from_secs(s.into())))
+                .unwrap_or(DEFAULT_STOP_TIMEOUT);
+            (rec.stop_signal, t)
+        };
+        let runtime = self.runtime_root();
+        if let Err(e) = kontti_runtime::ops::kill(&runtime, &id, signal, false) {
+            tracing::debug!(error = %e, "stop signal");
+        }
+        if !self.wait_exit_file(&id, timeout) {
+            tracing::info!(container = %&id[..12], "stop timeout: SIGKILL");
+            if let Err(e) = kontti_runtime::ops::kill(&runtime, &id, libc::SIGKILL, true) {
+                tracing::debug!(error = %e, "SIGKILL");
+            }
+            self.wait_exit_file(&id, Duration::from_secs(10));
+        }
+        let _lock = self.containers.lock(&id)?;
+        let mut rec = self.containers.load(&id)?;
+        self.reap_locked(&mut rec)?;
+        Ok(rec)
+    }
+
+    /// `restart`: stop, then start.
+    pub fn restart(&self, what: &str, timeout: Option<Duration>) -> Result<ContainerRecord> {
+        self.stop(what, timeout)?;
+        self.start(what, false)
+    }
+
+    /// Waits until the container is not running; returns its exit code.
+    pub fn wait(&self, what: &str) -> Result<i32> {
+        let id = self.containers.resolve(what)?;
+        let mut last = 0;
+        loop {
+            match self.containers.load(&id) {
+                Ok(rec) => {
+                    let rec = self.view(rec);
+                    last = rec.state.exit_code;
+                    if matches!(rec.state.status, Status::Exited | Status::Created) {
+                        return Ok(last);
+                    }
+                }
+                Err(EngineError::NotFound(_)) => return Ok(last),
+                Err(e) => return Err(e),
+            }
+            sleep_ms(50);
+        }
+    }
+
+    /// Removes a container; a running one only with `force` (killed).
+    /// With `volumes`, its anonymous volumes go too.
+    pub fn remove(&self, what: &str, force: bool, volumes: bool) -> Result<String> {
+        let id = self.containers.resolve(what)?;
+        let _span = tracing::info_span!("remove", container = %&id[..12]).entered();
+        let killed = {
+            let _lock = self.containers.lock(&id)?;
+            let mut rec = self.containers.load(&id)?;
+            self.reap_locked(&mut rec)?;
+            let live = rec.state.status.is_live();
+            if live {
+                if !force {
+                    return Err(EngineError::WrongState {
+                        id: rec.name.clone(),
+                        status: rec.state.status.to_string(),
+                        reason: "stop the container before removing it, or use --force",
+                    });
+                }
+                rec.state.stopped_by_user = true;
+                self.containers.save(&rec)?;
+                let runtime = self.runtime_root();
+                if rec.state.status == Status::Paused {
+                    let _ = kontti_runtime::ops::resume(&runtime, &id);
+                }
+                if let Err(e) = kontti_runtime::ops::kill(&runtime, &id, libc::SIGKILL, true) {
+                    tracing::debug!(error = %e, "SIGKILL");
+                }
+            }
+            live
+        };
+        if killed {
+            self.wait_exit_file(&id, Duration::from_secs(10));
+        }
+        let _names = self.containers.lock_names()?;
+        let _lock = self.containers.lock(&id)?;
+        let mut rec = self.containers.load(&id)?;
+        self.reap_locked(&mut rec)?;
+        if rec.state.status.is_live() {
+            return Err(EngineError::WrongState {
+                id: rec.name.clone(),
+                status: rec.state.status.to_string(),
+                reason: "it did not exit after SIGKILL",
+            });
+        }
+        rec.state.status = Status::Removing;
+        self.containers.save(&rec)?;
+        self.tear_down(&mut rec);
+        match kontti_runtime::ops::delete(&self.runtime_root(), &id, true) {
+            Ok(()) | Err(kontti_runtime::RuntimeError::NotFound(_)) => {}
+            Err(e) => tracing::warn!(error = %e, "runtime delete"),
+        }
+        let sn = self.snapshotter()?;
+        match sn.remove(&rec.snapshot) {
+            Ok(()) | Err(kontti_image::snapshot::SnapshotError::NotFound(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let dir = self.dir(&id);
+        std::fs::remove_dir_all(&dir).map_err(|e| EngineError::io("remove", &dir, e))?;
+        let vols = Volumes::open(&self.root);
+        for v in &rec.volumes {
+            if let Err(e) = vols.release(v, &id) {
+                tracing::warn!(volume = %v, error = %e, "release");
+            }
+        }
+        if volumes {
+            for v in &rec.anonymous_volumes {
+                if let Err(e) = vols.remove(v, false) {
+                    tracing::warn!(volume = %v, error = %e, "remove anonymous volume");
+                }
+            }
+        }
+        tracing::info!("removed");
+        Ok(id)
+    }
+
+    /// Freezes a running container.
+    pub fn pause(&self, what: &str) -> Result<()> {
+        self.set_paused(what, true)
+    }
+
+    /// Thaws a paused container.
+    pub fn unpause(&self, what: &str) -> Result<()> {
+        self.set_paused(what, false)
+    }
+
+    fn set_paused(&self, what: &str, pause: bool) -> Result<()> {
+        let id = self.containers.resolve(what)?;
+        let _lock = self.containers.lock(&id)?;
+        let mut rec = self.containers.load(&id)?;
+        self.reap_locked(&mut rec)?;
+        let (want, then) = if pause {
+            (Status::Running, Status::Paused)
+        } else {
+            (Status::Paused, Status::Running)
+        };
+        if rec.state.status != want {
+            return Err(EngineError::WrongState {
+                id: rec.name.clone(),
+                status: rec.state.status.to_string(),
+                reason: if pause {
+                    "only a running container can be paused"
+                } else {
+                    "it is not paused"
+                },
+            });
+        }
+        if pause {
+            kontti_runtime::ops::pause(&self.runtime_root(), &id)?;
+        } else {
+            kontti_runtime::ops::resume(&self.runtime_root(), &id)?;
+        }
+        rec.state.status = then;
+        self.containers.save(&rec)
+    }
+
+    /// Renames a container.
+    pub fn rename(&self, what: &str, new_name: &str) -> Result<()> {
+        if !container::valid_name(new_name) {
+            return Err(EngineError::BadName(new_name.to_owned()));
+        }
+        let _names = self.containers.lock_names()?;
+        let id = self.containers.resolve(what)?;
+        if let Some(other) = self.containers.by_name(new_name)?
+            && other != id
+        {
+            return Err(EngineError::NameInUse {
+                name: new_name.to_owned(),
+                id: other[..12].to_owned(),
+            });
+        }
+        let _lock = self.containers.lock(&id)?;
+        let mut rec = self.containers.load(&id)?;
+        rec.name = new_name.to_owned();
+        self.containers.save(&rec)
+    }
+
+    /// The host pids of a running container's processes.
+    pub fn top(&self, what: &str) -> Result<Vec<i32>> {
+        let id = self.containers.resolve(what)?;
+        let rec = self.view(self.containers.load(&id)?);
+        if !rec.state.status.is_live() {
+            return Err(EngineError::WrongState {
+                id: rec.name,
+                status: rec.state.status.to_string(),
+                reason: "it is not running",
+            });
+        }
+        Ok(kontti_runtime::ops::pids(&self.runtime_root(), &id)?)
+    }
+
+    /// `container prune`: removes every stopped container; returns their ids.
+    pub fn prune(&self) -> Result<Vec<String>> {
+        let mut removed = Vec::new();
+        for rec in self.list()? {
+            if matches!(rec.state.status, Status::Exited | Status::Created) {
+                match self.remove(&rec.id, false, false) {
+                    Ok(id) => removed.push(id),
+                    Err(EngineError::WrongState { .. } | EngineError::NotFound(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(removed)
+    }
+
+    /// The attach socket of a container.
+    pub fn attach_socket(&self, id: &str) -> PathBuf {
+        self.dir(id).join(ATTACH_SOCKET)
+    }
+
+    /// The CRI log of a container.
+    pub fn log_path(&self, id: &str) -> PathBuf {
+        self.dir(id).join(LOG_FILE)
+    }
+}
+
+/// `-p` values.
+pub fn parse_ports(publish: &[String]) -> Result<Vec<kontti_net::PortMapping>> {
+    publish
+        .iter()
+        .map(|p| {
+            p.parse::<kontti_net::PortMapping>()
+                .map_err(|e| EngineError::invalid("--publish", p, e.to_string()))
+        })
+        .collect()
+}
+
+fn apply_exit(state: &mut ContainerState, exit: &ExitRecord) {
+    state.status = Status::Exited;
+    state.exit_code = exit.exit_code;
+    state.oom_killed = exit.oom_killed;
+    state.pid = 0;
+    state.supervisor_pid = 0;
+    state.finished_at = Some(if exit.finished_at.is_empty() {
+        kontti_runtime::state::now_rfc3339()
+    } else {
+        exit.finished_at.clone()
+    });
+    if exit.error.is_some() {
+        state.error = exit.error.clone();
+    }
+}
+
+fn supervisor_alive(pid: i32) -> bool {
+    if pid <= 0 {
+        return false;
+    }
+    match kontti_runtime::state::proc_stat(pid) {
+        None | Some((_, 'Z')) | Some((_, 'X')) => false,
+        Some(_) => std::fs::read(format!("/proc/{pid}/cmdline"))
+            .map(|c| c.windows(17).any(|w| w == b"kontti-supervisor"))
+            .unwrap_or(false),
+    }
+}
+
+fn should_restart(rec: &ContainerRecord) -> bool {
+    use crate::options::RestartPolicy::*;
+    if rec.options.auto_remove {
+        return false;
+    }
+    match rec.options.restart {
+        No => false,
+        OnFailure { max } => {
+            rec.state.exit_code != 0
+                && !rec.state.stopped_by_user
+                && (max == 0 || rec.restart_count < max)
+        }
+        Always | UnlessStopped => !rec.state.stopped_by_user,
+    }
+}
+
+/// docker's back-off: 100 ms, doubled per restart, at most a minute.
+fn backoff(rec: &ContainerRecord) -> Duration {
+    let ms = 100u64.saturating_mul(1u64 << rec.restart_count.min(10));
+    Duration::from_millis(ms.min(60_000))
+}
+
+/// docker's exit codes for a command that cannot run: 127 not found, 126
+/// not executable.
+fn classify_spawn_error(e: kontti_supervisor::spawn::SpawnError) -> EngineError {
+    let msg = e.to_string();
+    if msg.contains("executable file not found") || msg.contains("no such file or directory") {
+        EngineError::CommandNotFound(msg)
+    } else if msg.contains("permission denied") {
+        EngineError::CommandNotExecutable(msg)
+    } else {
+        EngineError::Supervisor(msg)
+    }
+}
+
+/// Undoes a half-made `create`.
+struct CreateUndo<'a> {
+    engine: &'a Engine,
+    id: &'a str,
+    snapshot: Option<String>,
+    sn: &'a dyn Snapshotter,
+    mounted: usize,
+    /// (volume, anonymous) taken so far.
+    volumes: Vec<(String, bool)>,
+    armed: bool,
+}
+
+impl CreateUndo<'_> {
+    fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for CreateUndo<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let dir = self.engine.dir(self.id);
+        if self.mounted > 0 {
+            let _ = snapshot::mount::unmount_all(&self.engine.rootfs(self.id), self.mounted);
+        }
+        if let Some(k) = &self.snapshot
+            && let Err(e) = self.sn.remove(k)
+        {
+            tracing::warn!(error = %e, "discard snapshot");
+        }
+        if let Err(e) = std::fs::remove_dir_all(&dir) {
+            tracing::warn!(error = %e, "remove {}", dir.display());
+        }
+        let vols = Volumes::open(&self.engine.root);
+        for (v, anonymous) in &self.volumes {
+            let _ = vols.release(v, self.id);
+            if *anonymous {
+                let _ = vols.remove(v, false);
+            }
+        }
+    }
+}
