@@ -31,7 +31,7 @@ mod settings;
 pub use kontti_net::{
     AddrError, Endpoint, Ipv4Net, NetworkError, NetworkSpec, NetworkState, PortMapping, Protocol,
 };
-pub use lookup::{container_id, container_name, container_netns};
+pub use lookup::{container_id, container_netns, container_record};
 pub use settings::{Settings, host_nameservers, settings_path, state_dir};
 
 /// The default network's name.
@@ -83,6 +83,9 @@ pub enum NetError {
         /// Its mode.
         mode: String,
     },
+    /// The container's record could not be read.
+    #[error(transparent)]
+    Record(Box<crate::EngineError>),
     /// `R/networks/config.json` does not parse.
     #[error("network settings {path}: {reason}")]
     Settings {
@@ -120,6 +123,7 @@ impl NetError {
             NetError::NoNamespace(_) | NetError::NotBridged { .. } => ErrorKind::Conflict,
             NetError::Settings { .. } => ErrorKind::Invalid,
             NetError::Net(e) => e.kind(),
+            NetError::Record(e) => e.kind(),
             NetError::Io { .. } => ErrorKind::Internal,
         }
     }
@@ -473,7 +477,15 @@ pub fn connect(
     aliases: &[String],
     ip: Option<Ipv4Addr>,
 ) -> Result<Endpoint> {
-    let id = container_id(root, name_or_id)?;
+    let rec = container_record(root, name_or_id)?;
+    let id = rec.id.clone();
+    let mode: NetworkMode = rec.options.network.as_deref().unwrap_or("").parse()?;
+    if !matches!(mode, NetworkMode::Bridge | NetworkMode::Network(_)) {
+        return Err(NetError::NotBridged {
+            container: name_or_id.to_owned(),
+            mode: mode.to_string(),
+        });
+    }
     let netns = container_netns(root, &id)?;
     let nets = networks(root)?;
     let existing = endpoints_of(&nets, &id)?;
@@ -485,7 +497,11 @@ pub fn connect(
         n += 1;
     }
     let mut spec = ConnectSpec::new(&id, &netns);
-    spec.name = container_name(root, &id);
+    spec.name = if rec.name.is_empty() {
+        short(&id).to_owned()
+    } else {
+        rec.name.clone()
+    };
     spec.aliases = aliases.to_vec();
     if !spec.aliases.iter().any(|a| a == short(&id)) && spec.name != short(&id) {
         spec.aliases.push(short(&id).to_owned());

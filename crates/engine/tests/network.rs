@@ -55,6 +55,22 @@ fn root_with(pool: &str) -> tempfile::TempDir {
     root
 }
 
+/// Writes the engine's record of a container, as `kontti create` does.
+fn write_record(root: &Path, id: &str, name: &str, network: Option<&str>) {
+    let options = kontti_engine::RunOptions {
+        network: network.map(str::to_owned),
+        ..Default::default()
+    };
+    let rec = serde_json::json!({
+        "id": id, "name": name, "image": "busybox", "imageId": "", "created": "",
+        "options": options, "args": [], "stopSignal": 15, "snapshot": "", "rootfsMounts": 0,
+        "state": kontti_engine::ContainerState::default(),
+    });
+    let dir = root.join("containers").join(id);
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(dir.join("container.json"), rec.to_string()).unwrap();
+}
+
 /// A container's network namespace, pinned at `R/netns/<id>` as the engine
 /// pins it, with its record `R/containers/<id>/container.json`.
 struct Container {
@@ -65,13 +81,7 @@ struct Container {
 impl Container {
     fn new(root: &Path, name: &str) -> Container {
         let id = format!("{:0>64}", format!("{:x}", fnv(name)));
-        let dir = root.join("containers").join(&id);
-        fs::create_dir_all(&dir).unwrap();
-        fs::write(
-            dir.join("container.json"),
-            format!("{{\"name\":\"{name}\"}}"),
-        )
-        .unwrap();
+        write_record(root, &id, name, None);
         fs::create_dir_all(root.join("netns")).unwrap();
         let netns = root.join("netns").join(&id);
         fs::write(&netns, "").unwrap();
