@@ -568,6 +568,52 @@ impl Drop for Outside {
     }
 }
 
+/// Counts packets from `subnet` leaving by the host's default-route
+/// interface, in a table of the test's own: container traffic must never
+/// reach a real outside address.
+struct EgressCounter(String);
+
+impl EgressCounter {
+    fn new(subnet: &str) -> EgressCounter {
+        let table = format!("kontti-egress-e{}", std::process::id());
+        let route = fs::read_to_string("/proc/net/route").unwrap();
+        let dev = route
+            .lines()
+            .skip(1)
+            .find(|l| l.split_whitespace().nth(1) == Some("00000000"))
+            .and_then(|l| l.split_whitespace().next())
+            .unwrap_or("eth0")
+            .to_owned();
+        sh(&format!(
+            "nft 'add table ip {table}; add chain ip {table} post {{ type filter hook postrouting priority -300; }}; \
+             add rule ip {table} post oifname \"{dev}\" ip saddr {subnet} counter'"
+        ));
+        EgressCounter(table)
+    }
+
+    fn packets(&self) -> u64 {
+        let out = Command::new("nft")
+            .args(["list", "table", "ip", &self.0])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let at = text.find("packets ").expect("counter");
+        text[at + 8..]
+            .split_whitespace()
+            .next()
+            .and_then(|n| n.parse().ok())
+            .expect("packet count")
+    }
+}
+
+impl Drop for EgressCounter {
+    fn drop(&mut self) {
+        let _ = Command::new("nft")
+            .args(["delete", "table", "ip", &self.0])
+            .status();
+    }
+}
+
 #[test]
 fn network_outbound_nat_reaches_an_outside_namespace() {
     let root = root_with("10.245.0.0/24");
@@ -575,6 +621,7 @@ fn network_outbound_nat_reaches_an_outside_namespace() {
     let leaks = Leaks::snapshot(r);
     {
         let outside = Outside::new();
+        let counter = EgressCounter::new("10.245.0.0/24");
         let c = Container::new(r, "client");
         let _t = Teardown(r, vec![c.id.clone()]);
         network::attach(r, &c.request("client", NetworkMode::Bridge)).unwrap();
@@ -592,6 +639,11 @@ fn network_outbound_nat_reaches_an_outside_namespace() {
             std::thread::sleep(Duration::from_millis(50));
         }
         assert!(out.contains("from-outside"), "{out:?}");
+        assert_eq!(
+            counter.packets(),
+            0,
+            "container traffic left by the default route"
+        );
         network::detach(r, &c.id).unwrap();
         network::networks(r).unwrap().remove("bridge").unwrap();
     }
