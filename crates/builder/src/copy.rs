@@ -54,7 +54,7 @@ pub(crate) struct CopyStep<'a> {
 fn ctx_err(label: &str, e: kontti_build::ContextError) -> BuildError {
     BuildError::Context {
         step: label.to_string(),
-        source: e,
+        cause: e,
     }
 }
 
@@ -208,7 +208,7 @@ pub(crate) fn copy(rootfs: &Path, step: &CopyStep<'_>) -> Result<(), BuildError>
         apply_layer(f, &fd_path, WhiteoutMode::Remove, None).map_err(|source| {
             BuildError::Unpack {
                 what: format!("{label}: {}", tar.display()),
-                source,
+                cause: source,
             }
         })?;
     }

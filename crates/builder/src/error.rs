@@ -17,20 +17,20 @@ pub enum BuildError {
     #[error(transparent)]
     Parse(#[from] ParseError),
     /// The Dockerfile cannot be read.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}: {cause}")]
     Dockerfile {
         /// The file.
         path: PathBuf,
         /// The cause.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// A step failed because of the build context (missing file, path outside).
-    #[error("{step}: {source}")]
+    #[error("{step}: {cause}")]
     Context {
         /// The step, as `Dockerfile:LINE: COPY ...`.
         step: String,
         /// The cause.
-        source: ContextError,
+        cause: ContextError,
     },
     /// The build context as a whole cannot be read.
     #[error(transparent)]
@@ -47,12 +47,12 @@ pub enum BuildError {
         reason: String,
     },
     /// A base image is unusable.
-    #[error("base image {name:?}: {source}")]
+    #[error("base image {name:?}: {cause}")]
     Image {
         /// The reference.
         name: String,
         /// The cause.
-        source: ImageError,
+        cause: ImageError,
     },
     /// A RUN step's command exited with a non-zero status.
     #[error("{step}: exited with code {code}{}", output_tail(.output))]
@@ -65,12 +65,12 @@ pub enum BuildError {
         output: String,
     },
     /// The runtime (`kontti-runc`) could not be started.
-    #[error("cannot start the runtime {path}: {source}")]
+    #[error("cannot start the runtime {path}: {cause}")]
     Runtime {
         /// The binary.
         path: PathBuf,
         /// The cause.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// A step is invalid in a way the parser cannot see (an unknown user,
     /// a missing secret, an unsupported option).
@@ -90,14 +90,14 @@ pub enum BuildError {
         reason: String,
     },
     /// A filesystem operation of the builder failed.
-    #[error("{op} {path}: {source}")]
+    #[error("{op} {path}: {cause}")]
     Io {
         /// What was being done.
         op: &'static str,
         /// The path.
         path: PathBuf,
         /// The cause.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The content store failed.
     #[error(transparent)]
@@ -109,12 +109,12 @@ pub enum BuildError {
     #[error(transparent)]
     Rootfs(#[from] RootfsError),
     /// Applying a layer (ADD of a tar, a cached layer) failed.
-    #[error("{what}: {source}")]
+    #[error("{what}: {cause}")]
     Unpack {
         /// What was being applied.
         what: String,
         /// The cause.
-        source: UnpackError,
+        cause: UnpackError,
     },
     /// Naming the result failed.
     #[error(transparent)]
@@ -134,31 +134,32 @@ impl BuildError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             BuildError::Parse(e) => e.kind(),
-            BuildError::Dockerfile { source, .. } | BuildError::Runtime { source, .. }
-                if source.kind() == std::io::ErrorKind::NotFound =>
+            BuildError::Dockerfile { cause, .. } | BuildError::Runtime { cause, .. }
+                if cause.kind() == std::io::ErrorKind::NotFound =>
             {
                 ErrorKind::NotFound
             }
             BuildError::Dockerfile { .. } => ErrorKind::Unavailable,
-            BuildError::Context { source, .. } | BuildError::ContextRoot(source) => source.kind(),
+            BuildError::Context { cause, .. } => cause.kind(),
+            BuildError::ContextRoot(e) => e.kind(),
             BuildError::UnknownImage(_) | BuildError::PullFailed { .. } => ErrorKind::NotFound,
-            BuildError::Image { source, .. } => source.kind(),
+            BuildError::Image { cause, .. } => cause.kind(),
             BuildError::RunFailed { .. } | BuildError::Step { .. } => ErrorKind::Invalid,
             BuildError::Runtime { .. } | BuildError::Unsupported { .. } => ErrorKind::Unavailable,
             BuildError::Io { .. } => ErrorKind::Internal,
             BuildError::Store(e) => e.kind(),
             BuildError::Snapshot(e) => e.kind(),
             BuildError::Rootfs(e) => e.kind(),
-            BuildError::Unpack { source, .. } => source.kind(),
+            BuildError::Unpack { cause, .. } => cause.kind(),
             BuildError::Tag(e) => e.kind(),
         }
     }
 
-    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, cause: std::io::Error) -> Self {
         BuildError::Io {
             op,
             path: path.into(),
-            source,
+            cause,
         }
     }
 

@@ -92,7 +92,7 @@ fn read_dockerfile(options: &BuildOptions) -> Result<(String, String), BuildErro
     let path = options.dockerfile_path();
     let text = fs::read_to_string(&path).map_err(|source| BuildError::Dockerfile {
         path: path.clone(),
-        source,
+        cause: source,
     })?;
     let name = path
         .file_name()

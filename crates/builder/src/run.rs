@@ -250,7 +250,7 @@ fn spawn(m: &Machine, ws: &Workspace<'_>, step: &RunStep<'_>) -> Result<(), Buil
         .spawn()
         .map_err(|source| BuildError::Runtime {
             path: m.runtime.clone(),
-            source,
+            cause: source,
         })?;
     let tail: Arc<Mutex<Vec<String>>> = Arc::new(Mutex::new(Vec::new()));
     let pipes: Vec<Box<dyn Read + Send>> = [
@@ -292,7 +292,7 @@ fn spawn(m: &Machine, ws: &Workspace<'_>, step: &RunStep<'_>) -> Result<(), Buil
     })
     .map_err(|source| BuildError::Runtime {
         path: m.runtime.clone(),
-        source,
+        cause: source,
     })?;
     if status.success() {
         return Ok(());
@@ -356,7 +356,7 @@ fn run_mount(
                         .select(&source)
                         .map_err(|e| BuildError::Context {
                             step: step.label.to_string(),
-                            source: e,
+                            cause: e,
                         })?;
                     let rel = clean_path(source.trim_start_matches('/'));
                     step.context.root().join(rel.trim_start_matches('/'))

@@ -49,7 +49,7 @@ pub(crate) fn open_image(
         }
         Err(source) => Err(BuildError::Image {
             name: name.to_string(),
-            source,
+            cause: source,
         }),
     }
 }
@@ -283,7 +283,7 @@ pub(crate) fn build_stage(
                         let d = b.context.digest_excluding(&paths, &excludes).map_err(|e| {
                             BuildError::Context {
                                 step: step_label.clone(),
-                                source: e,
+                                cause: e,
                             }
                         })?;
                         owned.push(StepInputOwned::Context(d));
@@ -303,7 +303,7 @@ pub(crate) fn build_stage(
                             let d = b.context.digest(&[src.as_str()]).map_err(|e| {
                                 BuildError::Context {
                                     step: step_label.clone(),
-                                    source: e,
+                                    cause: e,
                                 }
                             })?;
                             owned.push(StepInputOwned::Context(d));

@@ -227,7 +227,7 @@ pub(crate) fn ensure_snapshot(
         apply_layer(blob, &dir, WhiteoutMode::Overlay, Some(&layer.diff_id)).map_err(|source| {
             BuildError::Unpack {
                 what: format!("layer {}", layer.descriptor.digest),
-                source,
+                cause: source,
             }
         })?;
         m.snapshots.sync(&key)?;
