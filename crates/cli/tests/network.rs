@@ -159,6 +159,22 @@ impl Drop for Teardown {
     }
 }
 
+/// Writes the engine's record of a container, as `kontti create` does.
+fn write_record(root: &Path, id: &str, name: &str, network: Option<&str>) {
+    let options = kontti_engine::RunOptions {
+        network: network.map(str::to_owned),
+        ..Default::default()
+    };
+    let rec = serde_json::json!({
+        "id": id, "name": name, "image": "busybox", "imageId": "", "created": "",
+        "options": options, "args": [], "stopSignal": 15, "snapshot": "", "rootfsMounts": 0,
+        "state": kontti_engine::ContainerState::default(),
+    });
+    let dir = root.join("containers").join(id);
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(dir.join("container.json"), rec.to_string()).unwrap();
+}
+
 /// A running container as the engine leaves it on disk: its record and its
 /// pinned network namespace (`R/netns/<id>`).
 struct Container {
@@ -169,13 +185,7 @@ struct Container {
 impl Container {
     fn new(root: &Path, name: &str, id_byte: &str) -> Container {
         let id = id_byte.repeat(32);
-        let dir = root.join("containers").join(&id);
-        fs::create_dir_all(&dir).unwrap();
-        fs::write(
-            dir.join("container.json"),
-            format!("{{\"name\":\"{name}\"}}"),
-        )
-        .unwrap();
+        write_record(root, &id, name, None);
         fs::create_dir_all(root.join("netns")).unwrap();
         let netns = root.join("netns").join(&id);
         fs::write(&netns, "").unwrap();
@@ -382,14 +392,20 @@ fn network_cli_connect_disconnect_and_prune() {
             "no such container: ghost",
         );
         // A container that exists but does not run has no namespace.
-        let dir = r.join("containers").join("c3".repeat(32));
-        fs::create_dir_all(&dir).unwrap();
-        fs::write(dir.join("container.json"), "{\"name\":\"stopped\"}").unwrap();
+        write_record(r, &"c3".repeat(32), "stopped", None);
         fails(
             r,
             &["network", "connect", "front", "stopped"],
             4,
             "not running",
+        );
+        // A --network host container joins no network.
+        write_record(r, &"d4".repeat(32), "onhost", Some("host"));
+        fails(
+            r,
+            &["network", "connect", "front", "onhost"],
+            4,
+            "uses --network host",
         );
 
         // Prune keeps networks with endpoints.
