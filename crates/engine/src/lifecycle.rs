@@ -424,11 +424,12 @@ impl Engine {
             }
         }
 
+        let state_dir = self.short_dir(&id)?;
         let mut cmd = SupervisorCommand::new(
             &id,
             &dir.join("bundle"),
             &self.runtime_root(),
-            &dir,
+            &state_dir,
             &dir.join(LOG_FILE),
         );
         if let Some(b) = &self.supervisor {
@@ -559,7 +560,13 @@ impl Engine {
         let path = self.dir(id).join(EXIT_FILE);
         let deadline = Instant::now() + timeout;
         loop {
-            if path.exists() {
+            // the exit command may have consumed exit.json already
+            let exited = path.exists()
+                || match self.containers.load(id) {
+                    Ok(rec) => !rec.state.status.is_live(),
+                    Err(_) => true,
+                };
+            if exited {
                 return true;
             }
             if Instant::now() >= deadline {
@@ -698,6 +705,7 @@ impl Engine {
             Ok(()) | Err(kontti_image::snapshot::SnapshotError::NotFound(_)) => {}
             Err(e) => return Err(e.into()),
         }
+        self.remove_short_dir(&id);
         let dir = self.dir(&id);
         std::fs::remove_dir_all(&dir).map_err(|e| EngineError::io("remove", &dir, e))?;
         let vols = Volumes::open(&self.root);
@@ -807,9 +815,48 @@ impl Engine {
         Ok(removed)
     }
 
-    /// The attach socket of a container.
+    /// The attach socket of a container (through its short link, see
+    /// [`Engine::short_dir`]).
     pub fn attach_socket(&self, id: &str) -> PathBuf {
-        self.dir(id).join(ATTACH_SOCKET)
+        self.find_short_dir(id)
+            .unwrap_or_else(|| self.dir(id))
+            .join(ATTACH_SOCKET)
+    }
+
+    /// `R/run/<short id>`, a symlink to the container's directory: unix
+    /// socket paths must fit in 107 bytes, and `R/containers/<64 hex>/
+    /// attach.sock` does not under a long state root.
+    fn short_dir(&self, id: &str) -> Result<PathBuf> {
+        if let Some(p) = self.find_short_dir(id) {
+            return Ok(p);
+        }
+        let run = self.root.join("run");
+        std::fs::create_dir_all(&run).map_err(|e| EngineError::io("create", &run, e))?;
+        for len in (12..=64).step_by(4) {
+            let link = run.join(&id[..len]);
+            match std::os::unix::fs::symlink(self.dir(id), &link) {
+                Ok(()) => return Ok(link),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(EngineError::io("link", &link, e)),
+            }
+        }
+        Ok(self.dir(id))
+    }
+
+    fn find_short_dir(&self, id: &str) -> Option<PathBuf> {
+        let target = self.dir(id);
+        (12..=64)
+            .step_by(4)
+            .map(|len| self.root.join("run").join(&id[..len]))
+            .find(|l| std::fs::read_link(l).is_ok_and(|t| t == target))
+    }
+
+    fn remove_short_dir(&self, id: &str) {
+        if let Some(l) = self.find_short_dir(id)
+            && let Err(e) = std::fs::remove_file(&l)
+        {
+            tracing::warn!(error = %e, "remove {}", l.display());
+        }
     }
 
     /// The CRI log of a container.
