@@ -393,6 +393,9 @@ fn write_item(
         // The root directory itself.
         return Ok(());
     }
+    if let (Some((uid, gid)), Some(parent)) = (owner, dest.parent()) {
+        create_parents(root, parent, uid, gid)?;
+    }
     if ft.is_dir() {
         let existed = root.dir(dest, false).is_ok();
         let fd = root.dir(dest, true).map_err(to_io)?;
@@ -455,6 +458,24 @@ fn write_item(
     rustix::fs::fchown(&out, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))?;
     rustix::fs::fchmod(&out, Mode::from_raw_mode(mode))?;
     set_times(&out, &item.md)?;
+    Ok(())
+}
+
+/// Creates the missing directories of `path` owned by `uid:gid`, as
+/// buildah and BuildKit do for `COPY --chown`.
+fn create_parents(root: &Root, path: &Path, uid: u32, gid: u32) -> io::Result<()> {
+    let mut prefix = PathBuf::new();
+    for c in path.components() {
+        prefix.push(c);
+        if root.dir(&prefix, false).is_ok() {
+            continue;
+        }
+        let fd = root
+            .dir(&prefix, true)
+            .map_err(|e| io::Error::other(e.to_string()))?;
+        let fd = reopen_dir(&fd)?;
+        rustix::fs::fchown(&fd, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))?;
+    }
     Ok(())
 }
 
