@@ -1,6 +1,7 @@
 //! Watch: a stream of JSON watch events (`ADDED`, `MODIFIED`, `DELETED`, `BOOKMARK`, `ERROR`) from
-//! the store's bounded watch. A client that does not read stalls its own stream only: the channel to
-//! the connection is bounded, the store cuts a stalled watch off, and the client re-lists.
+//! the store's bounded watch. A client that does not read stalls its own stream only: the events
+//! encoded for the connection are bounded in number and in bytes, the store cuts a stalled watch
+//! off (its own buffer is bounded in events and bytes too), and the client re-lists.
 
 use std::time::Duration;
 
@@ -10,7 +11,9 @@ use hyper::Response;
 use hyper::body::Frame;
 use kontti_store::{EventKind, Revision};
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
+use std::sync::Arc;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use crate::error::ApiError;
 use crate::http::Body;
@@ -21,6 +24,37 @@ use crate::table;
 
 /// Events buffered between the watch task and the connection.
 const CONNECTION_BUFFER: usize = 16;
+/// Bytes of encoded events buffered between the watch task and the connection (one event of any
+/// size always fits).
+const CONNECTION_BYTES: u32 = 4 << 20;
+
+/// The connection side of a watch: encoded events, each holding its share of the byte budget until
+/// the body hands it to the connection.
+struct Outbox {
+    tx: mpsc::Sender<(Bytes, OwnedSemaphorePermit)>,
+    budget: Arc<Semaphore>,
+}
+
+impl Outbox {
+    /// Queues an encoded event, waiting for room; false once the client is gone.
+    async fn send(&self, event: Bytes) -> bool {
+        let want = u32::try_from(event.len())
+            .unwrap_or(u32::MAX)
+            .clamp(1, CONNECTION_BYTES);
+        let permit = tokio::select! {
+            p = self.budget.clone().acquire_many_owned(want) => match p {
+                Ok(p) => p,
+                Err(_) => return false,
+            },
+            _ = self.tx.closed() => return false,
+        };
+        self.tx.send((event, permit)).await.is_ok()
+    }
+
+    async fn closed(&self) {
+        self.tx.closed().await
+    }
+}
 /// How often a bookmark is sent when the client allows them.
 const BOOKMARK_EVERY: Duration = Duration::from_secs(5);
 
@@ -104,13 +138,17 @@ pub async fn watch(
         }
     };
     let mut stream = store.watch(&prefix, start).await?;
-    let (tx, rx) = mpsc::channel::<Bytes>(CONNECTION_BUFFER);
+    let (tx, rx) = mpsc::channel(CONNECTION_BUFFER);
+    let tx = Outbox {
+        tx,
+        budget: Arc::new(Semaphore::new(CONNECTION_BYTES as usize)),
+    };
     let bookmarks = q.allow_watch_bookmarks;
     let timeout = q.timeout_seconds.map(Duration::from_secs);
     let bookmark_obj = move |rev: Revision| json!({"kind": def.kind, "apiVersion": def.api_version(), "metadata": {"resourceVersion": rev.to_string()}});
     tokio::spawn(async move {
         for b in initial {
-            if tx.send(b).await.is_err() {
+            if !tx.send(b).await {
                 return;
             }
         }
@@ -125,7 +163,7 @@ pub async fn watch(
                 _ = tx.closed() => return,
                 _ = tokio::time::sleep_until(sleep_until) => return,
                 _ = ticker.tick(), if bookmarks => {
-                    if tx.send(enc.event("BOOKMARK", &bookmark_obj(last_rev))).await.is_err() {
+                    if !tx.send(enc.event("BOOKMARK", &bookmark_obj(last_rev))).await {
                         return;
                     }
                 }
@@ -135,7 +173,7 @@ pub async fn watch(
                         Ok(ev) => ev,
                         Err(e) => {
                             let status = ApiError::from(e).to_status();
-                            let _ = tx.send(enc.event("ERROR", &status)).await;
+                            tx.send(enc.event("ERROR", &status)).await;
                             return;
                         }
                     };
@@ -155,17 +193,18 @@ pub async fn watch(
                         },
                     };
                     if let Some((ty, obj)) = out
-                        && tx.send(enc.event(ty, &obj)).await.is_err() {
+                        && !tx.send(enc.event(ty, &obj)).await {
                             return;
                         }
                 }
             }
         }
     });
+    // The permit is released as the frame goes to the connection.
     let body = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv()
             .await
-            .map(|b| (Ok::<_, std::io::Error>(Frame::data(b)), rx))
+            .map(|(b, _permit)| (Ok::<_, std::io::Error>(Frame::data(b)), rx))
     });
     let mut resp = Response::new(BodyExt::boxed_unsync(StreamBody::new(body)));
     resp.headers_mut().insert(

@@ -41,10 +41,14 @@ pub enum StoreError {
         compacted: Revision,
     },
     /// A watch consumer did not keep up and its bounded buffer filled: re-list and watch again.
-    #[error("watch cut off: the consumer fell more than {buffered} events behind")]
+    #[error(
+        "watch cut off: the consumer fell behind by more than {buffered} events or {bytes} bytes"
+    )]
     TooSlow {
         /// How many events the watch buffers.
         buffered: usize,
+        /// How many bytes of events the watch buffers.
+        bytes: usize,
     },
     /// The request is malformed (empty key, future revision, bad datastore URL).
     #[error("invalid store request: {0}")]
@@ -97,7 +101,14 @@ mod tests {
             compacted: 5,
         };
         assert_eq!(compacted.http_status(), 410);
-        assert_eq!(StoreError::TooSlow { buffered: 8 }.http_status(), 410);
+        assert_eq!(
+            StoreError::TooSlow {
+                buffered: 8,
+                bytes: 1 << 20
+            }
+            .http_status(),
+            410
+        );
         let conflict = StoreError::Conflict {
             key: "/a".into(),
             expected: 1,

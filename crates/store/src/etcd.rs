@@ -30,6 +30,8 @@ pub struct EtcdOptions {
     pub connect_timeout: Duration,
     /// How many undelivered live events a watch may buffer before it is cut off.
     pub watch_buffer: usize,
+    /// How many bytes of undelivered events a watch may buffer before it is cut off.
+    pub watch_buffer_bytes: usize,
 }
 
 impl Default for EtcdOptions {
@@ -39,6 +41,7 @@ impl Default for EtcdOptions {
             request_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(2),
             watch_buffer: 1024,
+            watch_buffer_bytes: crate::watch::DEFAULT_WATCH_BYTES,
         }
     }
 }
@@ -397,7 +400,8 @@ impl Store for EtcdStore {
             return Err(error);
         }
         let watch_created_at = created.header().map_or(0, |h| h.revision());
-        let (out, events) = watch::channel(self.options.watch_buffer);
+        let (out, events) =
+            watch::channel(self.options.watch_buffer, self.options.watch_buffer_bytes);
         let relay = Relay {
             store: self.clone(),
             after,

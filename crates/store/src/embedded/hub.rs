@@ -48,6 +48,7 @@ impl Hub {
         &self,
         prefix: &str,
         capacity: usize,
+        max_bytes: usize,
     ) -> Result<(Revision, WatchStream), StoreError> {
         let mut state = self.lock()?;
         if state.closed {
@@ -55,7 +56,7 @@ impl Hub {
                 "the embedded store is closed".into(),
             ));
         }
-        let (tx, rx) = watch::channel(capacity);
+        let (tx, rx) = watch::channel(capacity, max_bytes);
         state.watchers.push(LiveWatcher {
             prefix: prefix.to_owned(),
             tx,
@@ -143,9 +144,9 @@ mod tests {
     #[tokio::test]
     async fn watchers_get_their_prefix_and_slow_ones_are_dropped() {
         let hub = Hub::new(4);
-        let (at, mut a) = hub.register("/a/", 8).unwrap();
+        let (at, mut a) = hub.register("/a/", 8, 1 << 20).unwrap();
         assert_eq!(at, 4);
-        let (_, slow) = hub.register("/", 1).unwrap();
+        let (_, slow) = hub.register("/", 1, 1 << 20).unwrap();
         hub.publish(&[put("/a/x", 5), put("/b/y", 6)], 6);
         assert_eq!(a.next().await.unwrap().unwrap().kv.key, "/a/x");
         assert_eq!(
@@ -154,13 +155,13 @@ mod tests {
             "the watcher with a buffer of 1 is cut off"
         );
         drop(slow);
-        let (at, _) = hub.register("/", 1).unwrap();
+        let (at, _) = hub.register("/", 1, 1 << 20).unwrap();
         assert_eq!(at, 6);
         hub.close();
         assert!(matches!(
             a.next().await,
             Some(Err(StoreError::Unavailable(_)))
         ));
-        assert!(hub.register("/", 1).is_err());
+        assert!(hub.register("/", 1, 1 << 20).is_err());
     }
 }

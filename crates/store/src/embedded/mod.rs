@@ -60,6 +60,9 @@ pub struct EmbeddedOptions {
     /// How many undelivered events a watch may buffer before it is cut off with
     /// [`StoreError::TooSlow`].
     pub watch_buffer: usize,
+    /// How many bytes of undelivered events (keys, values and previous values) a watch may buffer
+    /// before it is cut off; a single event of any size is always accepted.
+    pub watch_buffer_bytes: usize,
     /// The most memory redb's page cache may use, in bytes.
     pub cache_bytes: usize,
 }
@@ -69,6 +72,7 @@ impl Default for EmbeddedOptions {
         EmbeddedOptions {
             history: HistoryWindow::default(),
             watch_buffer: 1024,
+            watch_buffer_bytes: crate::watch::DEFAULT_WATCH_BYTES,
             cache_bytes: 64 << 20,
         }
     }
@@ -276,8 +280,9 @@ impl Store for EmbeddedStore {
             });
         }
         let capacity = self.inner.options.watch_buffer;
-        let (registered_at, live) = self.inner.hub.register(prefix, capacity)?;
-        let (out, stream) = watch::channel(capacity);
+        let bytes = self.inner.options.watch_buffer_bytes;
+        let (registered_at, live) = self.inner.hub.register(prefix, capacity, bytes)?;
+        let (out, stream) = watch::channel(capacity, bytes);
         let db = self.inner.db.clone();
         tokio::spawn(forward(
             db,
