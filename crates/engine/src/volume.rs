@@ -522,6 +522,79 @@ impl Volumes {
     pub fn size(&self, volume: &Volume) -> u64 {
         disk_usage(&volume.mountpoint)
     }
+
+    /// Copies what the image has at the mount point (`source`, inside the
+    /// container's mounted root filesystem) into the volume when the volume
+    /// is empty, as docker does for a new volume: modes, owners, symlinks
+    /// and modification times are kept; device nodes, fifos and sockets are
+    /// skipped. Returns whether anything was copied. Symlinks in `source`
+    /// are recreated, never followed, so nothing outside it is read.
+    #[instrument(skip(self, volume), fields(volume = %volume.name))]
+    pub fn populate(&self, volume: &Volume, source: &Path) -> Result<bool> {
+        let _lock = self.lock()?;
+        let dest = &volume.mountpoint;
+        let empty = fs::read_dir(dest)
+            .map_err(io_err("read", dest))?
+            .next()
+            .is_none();
+        let is_dir = source.symlink_metadata().is_ok_and(|m| m.is_dir());
+        if !empty || !is_dir {
+            return Ok(false);
+        }
+        copy_tree(source, dest)?;
+        let meta = source.symlink_metadata().map_err(io_err("stat", source))?;
+        copy_attributes(&meta, dest)?;
+        Ok(fs::read_dir(dest)
+            .map_err(io_err("read", dest))?
+            .next()
+            .is_some())
+    }
+}
+
+/// Copies the entries of the directory `from` into the existing directory
+/// `to` (see [`Volumes::populate`]).
+fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+    use std::os::unix::fs::symlink;
+    for entry in fs::read_dir(from).map_err(io_err("read", from))? {
+        let entry = entry.map_err(io_err("read", from))?;
+        let src = entry.path();
+        let dst = to.join(entry.file_name());
+        let meta = src.symlink_metadata().map_err(io_err("stat", &src))?;
+        let ft = meta.file_type();
+        if ft.is_dir() {
+            fs::create_dir(&dst).map_err(io_err("create", &dst))?;
+            copy_tree(&src, &dst)?;
+        } else if ft.is_file() {
+            fs::copy(&src, &dst).map_err(io_err("copy to", &dst))?;
+        } else if ft.is_symlink() {
+            let target = fs::read_link(&src).map_err(io_err("read link", &src))?;
+            symlink(&target, &dst).map_err(io_err("create link", &dst))?;
+        } else {
+            tracing::debug!(path = %src.display(), "special file not copied into the volume");
+            continue;
+        }
+        copy_attributes(&meta, &dst)?;
+    }
+    Ok(())
+}
+
+/// Owner, mode and modification time of `meta` onto `path` (owner only
+/// for symlinks).
+fn copy_attributes(meta: &fs::Metadata, path: &Path) -> Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    std::os::unix::fs::lchown(path, Some(meta.uid()), Some(meta.gid()))
+        .map_err(io_err("chown", path))?;
+    if meta.file_type().is_symlink() {
+        return Ok(());
+    }
+    fs::set_permissions(path, fs::Permissions::from_mode(meta.mode() & 0o7777))
+        .map_err(io_err("chmod", path))?;
+    if let Ok(mtime) = meta.modified() {
+        let f = File::open(path).map_err(io_err("open", path))?;
+        f.set_modified(mtime)
+            .map_err(io_err("set mtime of", path))?;
+    }
+    Ok(())
 }
 
 /// Bytes of regular files under `dir` (symlinks are not followed).

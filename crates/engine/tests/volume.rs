@@ -216,3 +216,41 @@ fn acquire_helper() {
     }
     vols.acquire("shared", &id).unwrap();
 }
+
+#[test]
+fn populate_copies_the_image_content_into_an_empty_volume_only() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
+    kontti_testutil::require_root(); // chown to other owners
+    let root = tempfile::tempdir().unwrap();
+    let image = tempfile::tempdir().unwrap();
+    let src = image.path().join("etc/app");
+    fs::create_dir_all(src.join("conf.d")).unwrap();
+    fs::write(src.join("app.conf"), "seeded\n").unwrap();
+    fs::set_permissions(src.join("app.conf"), fs::Permissions::from_mode(0o640)).unwrap();
+    std::os::unix::fs::chown(src.join("conf.d"), Some(1234), Some(5678)).unwrap();
+    symlink("/etc/passwd", src.join("link")).unwrap();
+    let vols = Volumes::open(root.path());
+    let v = vols.create(Some("cfg"), BTreeMap::new()).unwrap();
+    assert!(vols.populate(&v, &src).unwrap());
+    let m = &v.mountpoint;
+    assert_eq!(fs::read_to_string(m.join("app.conf")).unwrap(), "seeded\n");
+    let mode = fs::metadata(m.join("app.conf")).unwrap().mode() & 0o777;
+    assert_eq!(mode, 0o640);
+    let d = fs::metadata(m.join("conf.d")).unwrap();
+    assert_eq!((d.uid(), d.gid()), (1234, 5678));
+    // The link is recreated, not followed.
+    assert_eq!(
+        fs::read_link(m.join("link")).unwrap(),
+        Path::new("/etc/passwd")
+    );
+    // A volume with content is left alone; a missing source copies nothing.
+    fs::write(src.join("later"), "x").unwrap();
+    assert!(!vols.populate(&v, &src).unwrap());
+    assert!(!m.join("later").exists());
+    let empty = vols.create(Some("other"), BTreeMap::new()).unwrap();
+    assert!(
+        !vols
+            .populate(&empty, &image.path().join("nothing"))
+            .unwrap()
+    );
+}
