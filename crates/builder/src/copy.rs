@@ -258,27 +258,23 @@ fn context_roots(
 /// The paths a `--from` source names inside a mounted tree.
 fn tree_roots(tree: &Path, source: &str) -> Result<Vec<(PathBuf, String)>, String> {
     let cleaned = clean_path(source).trim_start_matches('/').to_string();
-    let check = |p: PathBuf| -> Result<PathBuf, String> {
-        let real = fs::canonicalize(&p).map_err(|e| format!("{source}: {e}"))?;
-        if !real.starts_with(tree) {
-            return Err(format!("{source}: path leaves the source stage"));
-        }
-        Ok(real)
+    let check = |rel: &str| -> Result<PathBuf, String> {
+        resolve_in_tree(tree, rel).map_err(|e| format!("{source}: {e}"))
     };
     if !roots_is_glob(&cleaned) {
         let base = cleaned.rsplit('/').next().unwrap_or("").to_string();
-        return Ok(vec![(check(tree.join(&cleaned))?, base)]);
+        return Ok(vec![(check(&cleaned)?, base)]);
     }
     // A glob in the last component only.
     let (dir, pat) = cleaned.rsplit_once('/').unwrap_or(("", cleaned.as_str()));
     let pattern = Pattern::new(pat).map_err(|e| format!("{source}: {e}"))?;
-    let host_dir = check(tree.join(dir))?;
+    let host_dir = check(dir)?;
     let mut out = Vec::new();
     let rd = fs::read_dir(&host_dir).map_err(|e| format!("{source}: {e}"))?;
     for e in rd.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
         if pattern.matches(&name) {
-            out.push((check(host_dir.join(&name))?, name));
+            out.push((check(&format!("{dir}/{name}"))?, name));
         }
     }
     out.sort();
@@ -286,6 +282,53 @@ fn tree_roots(tree: &Path, source: &str) -> Result<Vec<(PathBuf, String)>, Strin
         return Err(format!("{source}: no source files were specified"));
     }
     Ok(out)
+}
+
+/// Resolves `rel` inside the mounted tree `tree` as if `tree` were `/`:
+/// symlinks (absolute ones too) are followed within it and `..` stops at
+/// its root, so the result is always under `tree`.
+pub(crate) fn resolve_in_tree(tree: &Path, rel: &str) -> io::Result<PathBuf> {
+    let mut todo: Vec<String> = rel
+        .split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .rev()
+        .map(str::to_string)
+        .collect();
+    let mut done: Vec<String> = Vec::new();
+    let mut hops = 0;
+    while let Some(c) = todo.pop() {
+        if c == ".." {
+            done.pop();
+            continue;
+        }
+        let mut host = tree.to_path_buf();
+        host.extend(&done);
+        host.push(&c);
+        let md = fs::symlink_metadata(&host)?;
+        if !md.file_type().is_symlink() {
+            done.push(c);
+            continue;
+        }
+        hops += 1;
+        if hops > 40 {
+            return Err(io::Error::other("too many levels of symbolic links"));
+        }
+        let target = fs::read_link(&host)?;
+        let target = target.to_string_lossy();
+        if target.starts_with('/') {
+            done.clear();
+        }
+        todo.extend(
+            target
+                .split('/')
+                .filter(|c| !c.is_empty() && *c != ".")
+                .rev()
+                .map(str::to_string),
+        );
+    }
+    let mut host = tree.to_path_buf();
+    host.extend(&done);
+    Ok(host)
 }
 
 /// A directory source: its contents (not itself) under `base`.
@@ -509,4 +552,32 @@ fn set_times(fd: impl AsFd, md: &fs::Metadata) -> io::Result<()> {
         },
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn symlinks_resolve_inside_the_tree() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = dir.path();
+        fs::create_dir_all(t.join("usr/bin")).unwrap();
+        fs::write(t.join("usr/bin/real"), "x").unwrap();
+        std::os::unix::fs::symlink("/usr/bin/real", t.join("usr/bin/abs")).unwrap();
+        std::os::unix::fs::symlink("../../../../../etc/passwd", t.join("up")).unwrap();
+        fs::create_dir_all(t.join("etc")).unwrap();
+        fs::write(t.join("etc/passwd"), "inside").unwrap();
+        std::os::unix::fs::symlink("/loop", t.join("loop")).unwrap();
+        assert_eq!(
+            resolve_in_tree(t, "usr/bin/abs").unwrap(),
+            t.join("usr/bin/real")
+        );
+        assert_eq!(resolve_in_tree(t, "up").unwrap(), t.join("etc/passwd"));
+        assert!(resolve_in_tree(t, "up").unwrap().starts_with(t));
+        assert!(
+            resolve_in_tree(t, "etc/x").is_err(),
+            "a link to itself loops"
+        );
+    }
 }

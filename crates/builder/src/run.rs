@@ -365,15 +365,8 @@ fn run_mount(
                     let tree = step.from_trees.get(from).ok_or_else(|| {
                         BuildError::step(step.label, format!("--mount from={from}: not built"))
                     })?;
-                    let p = fs::canonicalize(tree.join(source.trim_start_matches('/')))
-                        .map_err(|e| BuildError::step(step.label, format!("{source}: {e}")))?;
-                    if !p.starts_with(tree) {
-                        return Err(BuildError::step(
-                            step.label,
-                            format!("{source}: path leaves the mounted stage"),
-                        ));
-                    }
-                    p
+                    crate::copy::resolve_in_tree(tree, &source)
+                        .map_err(|e| BuildError::step(step.label, format!("{source}: {e}")))?
                 }
             };
             let host = if mnt.read_only {

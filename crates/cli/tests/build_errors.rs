@@ -191,3 +191,45 @@ fn a_build_killed_mid_run_leaves_nothing_and_the_next_build_works() {
     k.build_ok(&ctx, &["-t", "killed", "--build-arg", "WAIT=0"]);
     k.assert_clean();
 }
+
+#[test]
+fn unknown_users_and_paths_leaving_a_source_stage() {
+    let k = Kontti::new();
+    let ctx = k.context("user", "FROM busybox\nUSER ghost\nRUN true\n", &[]);
+    let err = k.build_fails(&ctx, &["-t", "bad"], 5);
+    assert!(
+        last_line(&err).contains("unable to find user ghost"),
+        "{err}"
+    );
+    let ctx = k.context(
+        "chown",
+        "FROM busybox\nCOPY --chown=ghost f /f\n",
+        &[("f", "x")],
+    );
+    let err = k.build_fails(&ctx, &["-t", "bad"], 5);
+    assert!(
+        last_line(&err).contains("unable to find user ghost"),
+        "{err}"
+    );
+    // Symlinks in a stage resolve inside it (as if it were /), never on
+    // the host.
+    let ctx = k.context(
+        "escape",
+        "FROM busybox AS src\n\
+         RUN echo stage-shadow > /etc/shadow && ln -s /../../../../../etc/shadow /leak && ln -s /etc/shadow /abs\n\
+         FROM busybox\nCOPY --from=src /leak /leak\nCOPY --from=src /abs /abs\n",
+        &[],
+    );
+    k.build_ok(&ctx, &["-t", "escape"]);
+    let r = k.flatten("escape");
+    assert_eq!(
+        fs::read_to_string(r.path().join("leak")).unwrap(),
+        "stage-shadow\n"
+    );
+    assert_eq!(
+        fs::read_to_string(r.path().join("abs")).unwrap(),
+        "stage-shadow\n"
+    );
+    assert_not_tagged(&k, "bad");
+    k.assert_clean();
+}
