@@ -10,7 +10,9 @@
 //!   `/etc/resolv.conf`; [`detach`] removes every endpoint a container has
 //!   and is idempotent;
 //! * [`connect`] and [`disconnect`] add and remove further networks of a
-//!   running container (`kontti network connect`), found by name or id.
+//!   running container (`kontti network connect`), found by name or id;
+//! * [`restore`] brings networks back after a reboot (bridges, nft table and
+//!   DNS responders are gone, their state under `R/networks` is not).
 //!
 //! Network state lives in `R/networks` (kontti-net's state directory),
 //! settings in `R/networks/config.json` ([`Settings`]). The engine pins and
@@ -26,12 +28,14 @@ use kontti_net::{ConnectSpec, Networks};
 use tracing::{info, instrument, warn};
 
 mod lookup;
+mod restore;
 mod settings;
 
 pub use kontti_net::{
     AddrError, Endpoint, Ipv4Net, NetworkError, NetworkSpec, NetworkState, PortMapping, Protocol,
 };
 pub use lookup::{container_id, container_netns, container_record};
+pub use restore::restore;
 pub use settings::{Settings, host_nameservers, settings_path, state_dir};
 
 /// The default network's name.

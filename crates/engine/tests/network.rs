@@ -649,3 +649,44 @@ fn network_outbound_nat_reaches_an_outside_namespace() {
     }
     leaks.assert_clean();
 }
+
+#[test]
+fn network_restore_brings_networks_back_after_a_simulated_reboot() {
+    let root = root_with("10.252.0.0/24");
+    let r = root.path();
+    let leaks = Leaks::snapshot(r);
+    {
+        let a = Container::new(r, "alpha");
+        let _t = Teardown(r, vec![a.id.clone()]);
+        network::attach(r, &a.request("alpha", NetworkMode::Bridge)).unwrap();
+        let state = network::networks(r).unwrap().inspect("bridge").unwrap();
+        // What a reboot takes: the namespace (its pin file stays, empty),
+        // the bridge, the DNS responder and kontti's nft table.
+        sh(&format!("umount {}", a.netns.display()));
+        sh(&format!("ip link del {}", state.info.bridge));
+        sh(&format!("kill -9 {}", state.dns_pid.unwrap()));
+        sh(&format!(
+            "nft delete table ip kontti-e{}",
+            std::process::id()
+        ));
+
+        assert_eq!(network::restore(r).unwrap(), vec!["bridge".to_owned()]);
+        let now = network::networks(r).unwrap().inspect("bridge").unwrap();
+        assert!(now.endpoints.is_empty(), "the dead endpoint is dropped");
+        assert_eq!(now.info.subnet, state.info.subnet);
+        assert_eq!(now.info.bridge, state.info.bridge);
+        assert!(Path::new("/sys/class/net").join(&now.info.bridge).exists());
+        // Healthy now: nothing more to do.
+        assert!(network::restore(r).unwrap().is_empty());
+
+        // A new container attaches and resolves names again.
+        let b = Container::new(r, "beta");
+        let setup = network::attach(r, &b.request("beta", NetworkMode::Bridge)).unwrap();
+        assert_eq!(setup.endpoints[0].1, Ipv4Addr::new(10, 252, 0, 2));
+        let out = b.ok(&["nslookup", "beta", "10.252.0.1"]);
+        assert!(out.contains("10.252.0.2"), "{out}");
+        network::detach(r, &b.id).unwrap();
+        network::networks(r).unwrap().remove("bridge").unwrap();
+    }
+    leaks.assert_clean();
+}
