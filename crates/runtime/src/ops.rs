@@ -64,10 +64,11 @@ pub fn start(root: &Path, id: &str) -> Result<(), RuntimeError> {
         });
     }
     let fifo = dir.path().join(EXEC_FIFO);
-    // opening the read end releases the init blocked on the write end
-    let mut f = std::fs::File::open(&fifo).ctx(|| format!("open {}", fifo.display()))?;
-    let mut b = [0u8; 1];
-    let n = std::io::Read::read(&mut f, &mut b).ctx(|| format!("read {}", fifo.display()))?;
+    // opening the read end releases the init blocked on the write end; it
+    // is non-blocking so that an init that died before can be noticed
+    let f = crate::sys::fs::open(&fifo, libc::O_RDONLY | libc::O_NONBLOCK)
+        .ctx(|| format!("open {}", fifo.display()))?;
+    let n = read_start_byte(&f, rec.pid).ctx(|| format!("read {}", fifo.display()))?;
     std::fs::remove_file(&fifo).ctx(|| format!("remove {}", fifo.display()))?;
     if n != 1 {
         return Err(RuntimeError::Init {
@@ -81,6 +82,31 @@ pub fn start(root: &Path, id: &str) -> Result<(), RuntimeError> {
         rec.hooks.as_ref().and_then(|h| h.poststart().as_ref()),
         &state,
     )
+}
+
+/// Waits for the init's byte on the exec FIFO; 0 when the init is gone
+/// without writing it (killed before `start`).
+fn read_start_byte(f: &std::os::fd::OwnedFd, pid: i32) -> std::io::Result<usize> {
+    use std::os::fd::AsFd;
+    let mut b = [0u8; 1];
+    loop {
+        match crate::sys::term::read(f.as_fd(), &mut b) {
+            Ok(1) => return Ok(1),
+            // 0: no writer (not yet, or no more); EAGAIN: no byte yet
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+        if matches!(state::proc_stat(pid), None | Some((_, 'Z' | 'X'))) {
+            // a byte written just before it exited still counts
+            return match crate::sys::term::read(f.as_fd(), &mut b) {
+                Ok(n) => Ok(n),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(0),
+                Err(e) => Err(e),
+            };
+        }
+        crate::sys::term::poll(&[(f.as_fd(), libc::POLLIN)], 10)?;
+    }
 }
 
 /// `kill`: sends `signal` to the init, or to every process with `all`.

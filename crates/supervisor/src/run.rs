@@ -233,9 +233,25 @@ fn supervise(
         && error.is_none()
         && let Err(e) = ops::start(&args.runtime_root, &args.id)
     {
-        error = Some((e.to_string(), e.kind()));
+        let gone = matches!(
+            kontti_runtime::state::proc_stat(init),
+            None | Some((_, 'Z' | 'X'))
+        );
+        if !gone {
+            // it cannot run: make sure it does not, and say why
+            error = Some((e.to_string(), e.kind()));
+            let _ = rproc::kill(init, libc::SIGKILL);
+        }
+        // killed before it was started: its exit is the record
+        match pump.run(Some(init), false) {
+            Ok(Event::Exited(e)) if gone => exit = Some(e),
+            Ok(_) => {}
+            Err(e) => tracing::warn!("reap the container: {e}"),
+        }
     }
     if exit.is_none() && error.is_none() {
+        // setup's code is not needed again while the container runs
+        crate::sys::release_clean_file_pages();
         match pump.run(Some(init), false) {
             Ok(Event::Exited(e)) => exit = Some(e),
             Ok(Event::Attached) => {}

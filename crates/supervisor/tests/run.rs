@@ -63,6 +63,21 @@ fn non_zero_exit_and_signal_are_recorded() {
 }
 
 #[test]
+fn a_container_killed_before_it_was_started_reports_the_kill() {
+    let mut w = World::new("killcreated", &["sleep", "1000"]);
+    let mut c = w.command();
+    c.wait_attach = true;
+    w.start(&c);
+    kontti_runtime::ops::kill(&w.runtime_root(), &w.id, libc::SIGKILL, false).expect("kill");
+    let exit = w.wait_exit();
+    assert_eq!(
+        (exit.exit_code, exit.signal, exit.error),
+        (137, Some(9), None)
+    );
+    w.assert_clean();
+}
+
+#[test]
 fn the_supervisor_outlives_its_spawner_and_ignores_sigterm() {
     // pid 1 of a namespace gets no signal it has no handler for
     let script = "trap 'exit 7' TERM; while true; do sleep 0.05; done";
