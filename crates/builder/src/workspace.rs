@@ -80,12 +80,17 @@ impl<'m> Workspace<'m> {
     pub fn open(m: &'m Machine, parent: Option<&Digest>) -> Result<Workspace<'m>, BuildError> {
         let key = unique_key("build");
         let dir = m.runs.join(&key);
-        let rootfs = dir.join("rootfs");
-        fs::create_dir_all(&rootfs).map_err(|e| BuildError::io("create directory", &rootfs, e))?;
-        let lock_path = dir.join("lock");
+        // The directory appears under its name only once its lock is held,
+        // so that recovery in another process never takes a live one.
+        let tmp = m.runs.join(format!(".{key}"));
+        fs::create_dir_all(tmp.join("rootfs"))
+            .map_err(|e| BuildError::io("create directory", &tmp, e))?;
+        let lock_path = tmp.join("lock");
         let lock = File::create(&lock_path).map_err(|e| BuildError::io("create", &lock_path, e))?;
         flock(&lock, FlockOperation::LockExclusive)
             .map_err(|e| BuildError::io("lock", &lock_path, e.into()))?;
+        fs::rename(&tmp, &dir).map_err(|e| BuildError::io("rename", &tmp, e))?;
+        let rootfs = dir.join("rootfs");
         let mut ws = Workspace {
             m,
             key,
@@ -296,12 +301,13 @@ pub(crate) fn recover(m: &Machine) -> Result<usize, BuildError> {
     for entry in rd.flatten() {
         let dir = entry.path();
         let key = entry.file_name().to_string_lossy().into_owned();
-        if let Ok(lock) = File::open(dir.join("lock")) {
-            if flock(&lock, FlockOperation::NonBlockingLockExclusive).is_err() {
-                continue; // a live build
-            }
-        } else if !is_older_than(&dir, 60) {
+        if key.starts_with('.') && !is_older_than(&dir, 60) {
             continue; // being created right now
+        }
+        if let Ok(lock) = File::open(dir.join("lock"))
+            && flock(&lock, FlockOperation::NonBlockingLockExclusive).is_err()
+        {
+            continue; // a live build
         }
         tracing::info!(key, "cleaning up after an interrupted build step");
         if m.runc_root.join(&key).exists() {

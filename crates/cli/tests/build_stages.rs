@@ -95,3 +95,46 @@ fn independent_stages_build_in_parallel() {
     assert_eq!(fs::read_to_string(r.path().join("b")).unwrap(), "b\n");
     k.assert_clean();
 }
+
+#[test]
+fn two_builds_at_once_on_one_root() {
+    let k = Kontti::new();
+    let a = k.context(
+        "a",
+        "FROM busybox\nRUN sleep 1 && echo a > /a\nCOPY f /f\n",
+        &[("f", "a")],
+    );
+    let b = k.context(
+        "b",
+        "FROM busybox\nRUN sleep 1 && echo b > /b\nCOPY f /f\n",
+        &[("f", "b")],
+    );
+    let spawn = |ctx: &std::path::Path, tag: &str| {
+        let mut c = k.cmd();
+        c.args(["build", "-q", "-t", tag])
+            .arg(ctx)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let child = c.spawn().unwrap();
+        k.pids.borrow_mut().push(child.id());
+        child
+    };
+    let (ca, cb) = (spawn(&a, "a"), spawn(&b, "b"));
+    for child in [ca, cb] {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_eq!(
+        fs::read_to_string(k.flatten("a").path().join("f")).unwrap(),
+        "a"
+    );
+    assert_eq!(
+        fs::read_to_string(k.flatten("b").path().join("b")).unwrap(),
+        "b\n"
+    );
+    k.assert_clean();
+}
