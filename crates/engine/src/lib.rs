@@ -15,7 +15,9 @@
 
 pub mod attach;
 pub mod container;
+mod control;
 mod error;
+pub mod exec;
 pub mod lifecycle;
 pub mod logs;
 pub mod network;

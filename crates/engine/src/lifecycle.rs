@@ -10,7 +10,7 @@
 //! command, `stop`, `rm`) consumes `exit.json`, so the work is done once.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kontti_image::snapshot::{self, Snapshotter};
 use kontti_image::{ContentStore, ImageConfig};
@@ -49,14 +49,10 @@ pub struct CreateRequest {
 /// The containers of one state root.
 #[derive(Debug, Clone)]
 pub struct Engine {
-    root: PathBuf,
+    pub(crate) root: PathBuf,
     containers: Containers,
     exit_command: Option<(PathBuf, Vec<String>)>,
     supervisor: Option<PathBuf>,
-}
-
-fn sleep_ms(ms: u64) {
-    std::thread::sleep(Duration::from_millis(ms));
 }
 
 impl Engine {
@@ -104,15 +100,15 @@ impl Engine {
         self.root.join("netns").join(id)
     }
 
-    fn dir(&self, id: &str) -> PathBuf {
+    pub(crate) fn dir(&self, id: &str) -> PathBuf {
         self.containers.dir_of(id)
     }
 
-    fn rootfs(&self, id: &str) -> PathBuf {
+    pub(crate) fn rootfs(&self, id: &str) -> PathBuf {
         self.dir(id).join("bundle").join("rootfs")
     }
 
-    fn snapshotter(&self) -> Result<Box<dyn Snapshotter>> {
+    pub(crate) fn snapshotter(&self) -> Result<Box<dyn Snapshotter>> {
         Ok(snapshot::open_default(&self.root)?)
     }
 
@@ -301,7 +297,7 @@ impl Engine {
             .collect())
     }
 
-    fn view(&self, mut rec: ContainerRecord) -> ContainerRecord {
+    pub(crate) fn view(&self, mut rec: ContainerRecord) -> ContainerRecord {
         if !rec.state.status.is_live() {
             return rec;
         }
@@ -338,7 +334,7 @@ impl Engine {
     }
 
     /// Mounts, networks and runs the supervisor; the caller holds the lock.
-    fn start_locked(&self, rec: &mut ContainerRecord, wait_attach: bool) -> Result<()> {
+    pub(crate) fn start_locked(&self, rec: &mut ContainerRecord, wait_attach: bool) -> Result<()> {
         let id = rec.id.clone();
         let _span = tracing::info_span!("start", container = %&id[..12]).entered();
         let dir = self.dir(&id);
@@ -450,7 +446,7 @@ impl Engine {
 
     /// Undoes [`Engine::bring_up`] as far as it got: network, pinned
     /// namespace, root filesystem. Failures are logged.
-    fn tear_down(&self, rec: &mut ContainerRecord) {
+    pub(crate) fn tear_down(&self, rec: &mut ContainerRecord) {
         let id = rec.id.clone();
         if let Err(e) = network::detach(&self.root, &id) {
             tracing::warn!(container = %&id[..12], error = %e, "network detach");
@@ -469,7 +465,7 @@ impl Engine {
 
     /// Consumes `exit.json` (or notices a dead supervisor) and tears down.
     /// Returns whether an exit was recorded now.
-    fn reap_locked(&self, rec: &mut ContainerRecord) -> Result<bool> {
+    pub(crate) fn reap_locked(&self, rec: &mut ContainerRecord) -> Result<bool> {
         if !rec.state.status.is_live() {
             if rec.state.rootfs_mounted {
                 self.tear_down(rec);
@@ -541,280 +537,6 @@ impl Engine {
         self.start_locked(&mut rec, false)
     }
 
-    /// Sends `signal` to the container's init.
-    pub fn kill(&self, what: &str, signal: i32) -> Result<()> {
-        let id = self.containers.resolve(what)?;
-        let rec = self.view(self.containers.load(&id)?);
-        if !rec.state.status.is_live() {
-            return Err(EngineError::WrongState {
-                id: rec.name,
-                status: rec.state.status.to_string(),
-                reason: "it is not running",
-            });
-        }
-        kontti_runtime::ops::kill(&self.runtime_root(), &id, signal, false)?;
-        Ok(())
-    }
-
-    fn wait_exit_file(&self, id: &str, timeout: Duration) -> bool {
-        let path = self.dir(id).join(EXIT_FILE);
-        let deadline = Instant::now() + timeout;
-        loop {
-            // the exit command may have consumed exit.json already
-            let exited = path.exists()
-                || match self.containers.load(id) {
-                    Ok(rec) => !rec.state.status.is_live(),
-                    Err(_) => true,
-                };
-            if exited {
-                return true;
-            }
-            if Instant::now() >= deadline {
-                return false;
-            }
-            sleep_ms(20);
-        }
-    }
-
-    /// Stops a container: its stop signal, then SIGKILL after `timeout`.
-    /// A container that is not running is left as it is.
-    pub fn stop(&self, what: &str, timeout: Option<Duration>) -> Result<ContainerRecord> {
-        let id = self.containers.resolve(what)?;
-        let (signal, timeout) = {
-            let _lock = self.containers.lock(&id)?;
-            let mut rec = self.containers.load(&id)?;
-            self.reap_locked(&mut rec)?;
-            if rec.state.status == Status::Restarting {
-                rec.state.status = Status::Exited;
-                rec.state.stopped_by_user = true;
-                self.containers.save(&rec)?;
-                return Ok(rec);
-            }
-            if !rec.state.status.is_live() {
-                return Ok(rec);
-            }
-            rec.state.stopped_by_user = true;
-            self.containers.save(&rec)?;
-            if rec.state.status == Status::Paused {
-                let _ = kontti_runtime::ops::resume(&self.runtime_root(), &id);
-            }
-            let t = timeout
-                .or(rec
-                    .options
-                    .stop_timeout
-                    .map(|s| Duration::from_secs(s.into())))
-                .unwrap_or(DEFAULT_STOP_TIMEOUT);
-            (rec.stop_signal, t)
-        };
-        let runtime = self.runtime_root();
-        if let Err(e) = kontti_runtime::ops::kill(&runtime, &id, signal, false) {
-            tracing::debug!(error = %e, "stop signal");
-        }
-        if !self.wait_exit_file(&id, timeout) {
-            tracing::info!(container = %&id[..12], "stop timeout: SIGKILL");
-            if let Err(e) = kontti_runtime::ops::kill(&runtime, &id, libc::SIGKILL, true) {
-                tracing::debug!(error = %e, "SIGKILL");
-            }
-            self.wait_exit_file(&id, Duration::from_secs(10));
-        }
-        let _lock = self.containers.lock(&id)?;
-        let mut rec = self.containers.load(&id)?;
-        self.reap_locked(&mut rec)?;
-        Ok(rec)
-    }
-
-    /// `restart`: stop, then start.
-    pub fn restart(&self, what: &str, timeout: Option<Duration>) -> Result<ContainerRecord> {
-        self.stop(what, timeout)?;
-        self.start(what, false)
-    }
-
-    /// Waits until the container is not running; returns its exit code.
-    pub fn wait(&self, what: &str) -> Result<i32> {
-        let id = self.containers.resolve(what)?;
-        let mut last = 0;
-        loop {
-            match self.containers.load(&id) {
-                Ok(rec) => {
-                    let rec = self.view(rec);
-                    last = rec.state.exit_code;
-                    if matches!(rec.state.status, Status::Exited | Status::Created) {
-                        return Ok(last);
-                    }
-                }
-                Err(EngineError::NotFound(_)) => return Ok(last),
-                Err(e) => return Err(e),
-            }
-            sleep_ms(50);
-        }
-    }
-
-    /// Removes a container; a running one only with `force` (killed).
-    /// With `volumes`, its anonymous volumes go too.
-    pub fn remove(&self, what: &str, force: bool, volumes: bool) -> Result<String> {
-        let id = self.containers.resolve(what)?;
-        let _span = tracing::info_span!("remove", container = %&id[..12]).entered();
-        let killed = {
-            let _lock = self.containers.lock(&id)?;
-            let mut rec = self.containers.load(&id)?;
-            self.reap_locked(&mut rec)?;
-            let live = rec.state.status.is_live();
-            if live {
-                if !force {
-                    return Err(EngineError::WrongState {
-                        id: rec.name.clone(),
-                        status: rec.state.status.to_string(),
-                        reason: "stop the container before removing it, or use --force",
-                    });
-                }
-                rec.state.stopped_by_user = true;
-                self.containers.save(&rec)?;
-                let runtime = self.runtime_root();
-                if rec.state.status == Status::Paused {
-                    let _ = kontti_runtime::ops::resume(&runtime, &id);
-                }
-                if let Err(e) = kontti_runtime::ops::kill(&runtime, &id, libc::SIGKILL, true) {
-                    tracing::debug!(error = %e, "SIGKILL");
-                }
-            }
-            live
-        };
-        if killed {
-            self.wait_exit_file(&id, Duration::from_secs(10));
-        }
-        let _names = self.containers.lock_names()?;
-        let _lock = self.containers.lock(&id)?;
-        let mut rec = self.containers.load(&id)?;
-        self.reap_locked(&mut rec)?;
-        if rec.state.status.is_live() {
-            return Err(EngineError::WrongState {
-                id: rec.name.clone(),
-                status: rec.state.status.to_string(),
-                reason: "it did not exit after SIGKILL",
-            });
-        }
-        rec.state.status = Status::Removing;
-        self.containers.save(&rec)?;
-        self.tear_down(&mut rec);
-        match kontti_runtime::ops::delete(&self.runtime_root(), &id, true) {
-            Ok(()) | Err(kontti_runtime::RuntimeError::NotFound(_)) => {}
-            Err(e) => tracing::warn!(error = %e, "runtime delete"),
-        }
-        let sn = self.snapshotter()?;
-        match sn.remove(&rec.snapshot) {
-            Ok(()) | Err(kontti_image::snapshot::SnapshotError::NotFound(_)) => {}
-            Err(e) => return Err(e.into()),
-        }
-        self.remove_short_dir(&id);
-        let dir = self.dir(&id);
-        std::fs::remove_dir_all(&dir).map_err(|e| EngineError::io("remove", &dir, e))?;
-        let vols = Volumes::open(&self.root);
-        for v in &rec.volumes {
-            if let Err(e) = vols.release(v, &id) {
-                tracing::warn!(volume = %v, error = %e, "release");
-            }
-        }
-        if volumes {
-            for v in &rec.anonymous_volumes {
-                if let Err(e) = vols.remove(v, false) {
-                    tracing::warn!(volume = %v, error = %e, "remove anonymous volume");
-                }
-            }
-        }
-        tracing::info!("removed");
-        Ok(id)
-    }
-
-    /// Freezes a running container.
-    pub fn pause(&self, what: &str) -> Result<()> {
-        self.set_paused(what, true)
-    }
-
-    /// Thaws a paused container.
-    pub fn unpause(&self, what: &str) -> Result<()> {
-        self.set_paused(what, false)
-    }
-
-    fn set_paused(&self, what: &str, pause: bool) -> Result<()> {
-        let id = self.containers.resolve(what)?;
-        let _lock = self.containers.lock(&id)?;
-        let mut rec = self.containers.load(&id)?;
-        self.reap_locked(&mut rec)?;
-        let (want, then) = if pause {
-            (Status::Running, Status::Paused)
-        } else {
-            (Status::Paused, Status::Running)
-        };
-        if rec.state.status != want {
-            return Err(EngineError::WrongState {
-                id: rec.name.clone(),
-                status: rec.state.status.to_string(),
-                reason: if pause {
-                    "only a running container can be paused"
-                } else {
-                    "it is not paused"
-                },
-            });
-        }
-        if pause {
-            kontti_runtime::ops::pause(&self.runtime_root(), &id)?;
-        } else {
-            kontti_runtime::ops::resume(&self.runtime_root(), &id)?;
-        }
-        rec.state.status = then;
-        self.containers.save(&rec)
-    }
-
-    /// Renames a container.
-    pub fn rename(&self, what: &str, new_name: &str) -> Result<()> {
-        if !container::valid_name(new_name) {
-            return Err(EngineError::BadName(new_name.to_owned()));
-        }
-        let _names = self.containers.lock_names()?;
-        let id = self.containers.resolve(what)?;
-        if let Some(other) = self.containers.by_name(new_name)?
-            && other != id
-        {
-            return Err(EngineError::NameInUse {
-                name: new_name.to_owned(),
-                id: other[..12].to_owned(),
-            });
-        }
-        let _lock = self.containers.lock(&id)?;
-        let mut rec = self.containers.load(&id)?;
-        rec.name = new_name.to_owned();
-        self.containers.save(&rec)
-    }
-
-    /// The host pids of a running container's processes.
-    pub fn top(&self, what: &str) -> Result<Vec<i32>> {
-        let id = self.containers.resolve(what)?;
-        let rec = self.view(self.containers.load(&id)?);
-        if !rec.state.status.is_live() {
-            return Err(EngineError::WrongState {
-                id: rec.name,
-                status: rec.state.status.to_string(),
-                reason: "it is not running",
-            });
-        }
-        Ok(kontti_runtime::ops::pids(&self.runtime_root(), &id)?)
-    }
-
-    /// `container prune`: removes every stopped container; returns their ids.
-    pub fn prune(&self) -> Result<Vec<String>> {
-        let mut removed = Vec::new();
-        for rec in self.list()? {
-            if matches!(rec.state.status, Status::Exited | Status::Created) {
-                match self.remove(&rec.id, false, false) {
-                    Ok(id) => removed.push(id),
-                    Err(EngineError::WrongState { .. } | EngineError::NotFound(_)) => {}
-                    Err(e) => return Err(e),
-                }
-            }
-        }
-        Ok(removed)
-    }
-
     /// The attach socket of a container (through its short link, see
     /// [`Engine::short_dir`]).
     pub fn attach_socket(&self, id: &str) -> PathBuf {
@@ -843,6 +565,14 @@ impl Engine {
         Ok(self.dir(id))
     }
 
+    pub(crate) fn short_dir_of(&self, id: &str) -> Result<PathBuf> {
+        self.short_dir(id)
+    }
+
+    pub(crate) fn supervisor_binary(&self) -> Option<&Path> {
+        self.supervisor.as_deref()
+    }
+
     fn find_short_dir(&self, id: &str) -> Option<PathBuf> {
         let target = self.dir(id);
         (12..=64)
@@ -851,7 +581,7 @@ impl Engine {
             .find(|l| std::fs::read_link(l).is_ok_and(|t| t == target))
     }
 
-    fn remove_short_dir(&self, id: &str) {
+    pub(crate) fn remove_short_dir(&self, id: &str) {
         if let Some(l) = self.find_short_dir(id)
             && let Err(e) = std::fs::remove_file(&l)
         {

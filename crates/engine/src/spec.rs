@@ -144,8 +144,19 @@ fn set_env(env: &mut Vec<String>, entry: String) {
 /// any case, `ALL`).
 pub fn capabilities(options: &RunOptions) -> Result<Vec<String>> {
     let known = kontti_runtime::templates::capability_names();
+    // "all" is every capability this host lets us hold (no CAP_SYS_RESOURCE
+    // in a restricted environment, for one)
+    let all = || -> Vec<String> {
+        let bounding = host_bounding_set();
+        known
+            .iter()
+            .enumerate()
+            .filter(|(bit, _)| bounding.is_none_or(|b| *bit < 64 && b & (1u64 << bit) != 0))
+            .map(|(_, c)| (*c).to_owned())
+            .collect()
+    };
     if options.privileged {
-        return Ok(known.iter().map(|c| (*c).to_owned()).collect());
+        return Ok(all());
     }
     let norm = |what: &'static str, c: &str| -> Result<String> {
         let up = c.to_ascii_uppercase();
@@ -173,7 +184,7 @@ pub fn capabilities(options: &RunOptions) -> Result<Vec<String>> {
         .map(|c| norm("--cap-drop", c))
         .collect::<Result<_>>()?;
     let mut caps: Vec<String> = if add.iter().any(|c| c == "ALL") {
-        known.iter().map(|c| (*c).to_owned()).collect()
+        all()
     } else {
         DEFAULT_CAPABILITIES
             .iter()
@@ -190,6 +201,14 @@ pub fn capabilities(options: &RunOptions) -> Result<Vec<String>> {
     }
     caps.retain(|c| !drop.contains(c));
     Ok(caps)
+}
+
+/// The capability bounding set of this process (`CapBnd` in
+/// `/proc/self/status`); `None` if it cannot be read.
+fn host_bounding_set() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let hex = status.lines().find_map(|l| l.strip_prefix("CapBnd:"))?.trim();
+    u64::from_str_radix(hex, 16).ok()
 }
 
 fn device_rules(options: &RunOptions) -> Value {

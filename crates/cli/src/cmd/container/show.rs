@@ -1,0 +1,181 @@
+//! `ps` and `logs`: what the engine knows about containers, printed
+//! docker's way.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+
+use kontti_engine::ps::{self, Filter};
+use kontti_engine::{EngineError, Status};
+
+use super::{LogsArgs, PsArgs, engine};
+use crate::cmd::Context;
+
+pub(super) fn ps(ctx: &Context, a: PsArgs) -> anyhow::Result<i32> {
+    let e = engine(ctx)?;
+    let filters: Vec<Filter> = a
+        .filter
+        .iter()
+        .map(|f| f.parse())
+        .collect::<Result<_, _>>()?;
+    let mut recs: Vec<_> = e
+        .list()?
+        .into_iter()
+        .filter(|r| {
+            a.all
+                || !filters.is_empty()
+                || r.state.status.is_live()
+                || r.state.status == Status::Restarting
+        })
+        .filter(|r| filters.iter().all(|f| f.matches(r)))
+        .collect();
+    recs.sort_by(|x, y| y.created.cmp(&x.created));
+    let mut out = std::io::stdout().lock();
+    if a.quiet {
+        for r in &recs {
+            writeln!(out, "{}", if a.no_trunc { &r.id } else { r.short_id() })?;
+        }
+        return Ok(0);
+    }
+    let trunc = |s: String, n: usize| {
+        if a.no_trunc || s.chars().count() <= n {
+            s
+        } else {
+            format!("{}…", s.chars().take(n - 1).collect::<String>())
+        }
+    };
+    let row = |r: &kontti_engine::ContainerRecord| -> BTreeMap<&'static str, String> {
+        BTreeMap::from([
+            (
+                "ID",
+                if a.no_trunc {
+                    r.id.clone()
+                } else {
+                    r.short_id().to_owned()
+                },
+            ),
+            ("Image", r.image.clone()),
+            ("Command", trunc(format!("\"{}\"", ps::command_text(r)), 20)),
+            ("CreatedAt", r.created.clone()),
+            (
+                "RunningFor",
+                kontti_image::time::parse_rfc3339(&r.created)
+                    .map_or_else(String::new, kontti_image::time::ago),
+            ),
+            ("Status", ps::status_text(r)),
+            ("State", r.state.status.to_string()),
+            ("Ports", ps::ports_text(r).join(", ")),
+            ("Names", r.name.clone()),
+            (
+                "Labels",
+                r.options
+                    .labels
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
+        ])
+    };
+    match a.format.as_deref() {
+        Some("json") => {
+            for r in &recs {
+                writeln!(out, "{}", serde_json::to_string(&row(r))?)?;
+            }
+        }
+        Some(tpl) => {
+            for r in &recs {
+                let mut line = tpl.replace("\\t", "\t").replace("\\n", "\n");
+                for (k, v) in row(r) {
+                    line = line.replace(&format!("{{{{.{k}}}}}"), &v);
+                }
+                writeln!(out, "{line}")?;
+            }
+        }
+        None => {
+            let rows: Vec<_> = recs.iter().map(row).collect();
+            let cols = [
+                "ID",
+                "Image",
+                "Command",
+                "RunningFor",
+                "Status",
+                "Ports",
+                "Names",
+            ];
+            let heads = [
+                "CONTAINER ID",
+                "IMAGE",
+                "COMMAND",
+                "CREATED",
+                "STATUS",
+                "PORTS",
+                "NAMES",
+            ];
+            let widths: Vec<usize> = cols
+                .iter()
+                .zip(heads)
+                .map(|(c, h)| {
+                    rows.iter()
+                        .map(|r| r[c].chars().count())
+                        .max()
+                        .unwrap_or(0)
+                        .max(h.len())
+                })
+                .collect();
+            let line = |cells: Vec<&str>| {
+                let mut s = String::new();
+                for (i, c) in cells.iter().enumerate() {
+                    if i + 1 == cells.len() {
+                        s.push_str(c);
+                    } else {
+                        s.push_str(&format!("{c:<w$}   ", w = widths[i]));
+                    }
+                }
+                s
+            };
+            writeln!(out, "{}", line(heads.to_vec()))?;
+            for r in &rows {
+                writeln!(
+                    out,
+                    "{}",
+                    line(cols.iter().map(|c| r[c].as_str()).collect())
+                )?;
+            }
+        }
+    }
+    Ok(0)
+}
+
+pub(super) fn logs(ctx: &Context, a: LogsArgs) -> anyhow::Result<i32> {
+    use kontti_engine::logs::{self, LogOptions};
+    let e = engine(ctx)?;
+    let tail = match a.tail.as_deref() {
+        None | Some("all") => None,
+        Some(n) => Some(n.parse::<usize>().map_err(|_| {
+            EngineError::invalid_value("--tail", n, "expected a number of lines or all")
+        })?),
+    };
+    let since = a.since.as_deref().map(logs::parse_since).transpose()?;
+    let opts = LogOptions {
+        follow: a.follow,
+        tail,
+        since,
+    };
+    let mut stdout = std::io::stdout();
+    let mut stderr = std::io::stderr();
+    logs::logs(&e, &a.container, &opts, |l| {
+        let w: &mut dyn Write = match l.stream {
+            logs::Stream::Stdout => &mut stdout,
+            logs::Stream::Stderr => &mut stderr,
+        };
+        if a.timestamps {
+            write!(w, "{} ", l.time)?;
+        }
+        w.write_all(&l.text)?;
+        if !l.partial {
+            w.write_all(b"\n")?;
+        }
+        w.flush()
+    })?;
+    Ok(0)
+}

@@ -1,0 +1,151 @@
+//! `kontti exec`, mounts and the security profile, on the real kernel.
+#![allow(clippy::disallowed_macros)]
+
+mod container_support;
+
+use std::time::Duration;
+
+use container_support::Kontti;
+
+#[test]
+fn exec_runs_in_the_running_container() {
+    let k = Kontti::new();
+    k.run_detached(&["--name", "box", "-e", "A=1"], &["sleep", "60"]);
+    k.wait_for("box", Duration::from_secs(5), |v| {
+        v["State"]["Running"] == true
+    });
+    let out = k.run(&["exec", "box", "sh", "-c", "echo $A; exit 5"]);
+    assert_eq!(out.status.code(), Some(5));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "1\n");
+    let out = k.ok(&[
+        "exec",
+        "-u",
+        "user",
+        "-w",
+        "/tmp",
+        "-e",
+        "B=2",
+        "box",
+        "sh",
+        "-c",
+        "id -u; pwd; echo $A$B",
+    ]);
+    assert_eq!(out, "1000\n/tmp\n12\n");
+    let mut child = k
+        .cmd()
+        .args(["exec", "-i", "box", "cat"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"through exec\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "through exec\n");
+    let out = k.run(&["exec", "box", "/nonexistent"]);
+    assert_eq!(out.status.code(), Some(127));
+    // ps inside sees the container's processes only
+    let out = k.ok(&["exec", "box", "ps", "-o", "pid,args"]);
+    assert!(
+        out.contains("sleep 60") && out.lines().count() <= 4,
+        "{out}"
+    );
+    let top = k.ok(&["top", "box"]);
+    assert!(top.contains("sleep 60"), "{top}");
+    k.ok(&["stop", "-t", "0", "box"]);
+    let e = k.fails(&["exec", "box", "true"], 125);
+    assert!(e.contains("exec needs a running container"), "{e}");
+    k.finish();
+}
+
+#[test]
+fn binds_volumes_tmpfs_read_only_and_default_profile() {
+    let k = Kontti::new();
+    let host = k.dir.path().join("shared");
+    std::fs::create_dir(&host).unwrap();
+    std::fs::write(host.join("in.txt"), "from host\n").unwrap();
+    let bind = format!("{}:/data", host.display());
+    let cg = k.cgroup_parent.clone();
+    let out = k.run(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--cgroup-parent",
+        &cg,
+        "--read-only",
+        "-v",
+        &bind,
+        "-v",
+        "named:/vol",
+        "--tmpfs",
+        "/scratch:size=1m",
+        "--hostname",
+        "hosty",
+        "busybox",
+        "sh",
+        "-c",
+        "cat /data/in.txt; echo out > /data/out.txt; echo v > /vol/v; echo t > /scratch/t; \
+         hostname; touch /root-write 2>/dev/null || echo ro-root; \
+         grep CapBnd /proc/self/status; grep Seccomp: /proc/self/status; \
+         cat /proc/keys | wc -c",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines[0], "from host");
+    assert_eq!(lines[1], "hosty");
+    assert_eq!(lines[2], "ro-root");
+    // docker's 14 capabilities: 0x00000000a80425fb
+    assert_eq!(lines[3], "CapBnd:\t00000000a80425fb", "{stdout}");
+    assert_eq!(lines[4], "Seccomp:\t2", "{stdout}");
+    assert_eq!(lines[5], "0", "/proc/keys is masked: {stdout}");
+    assert_eq!(
+        std::fs::read_to_string(host.join("out.txt")).unwrap(),
+        "out\n"
+    );
+    // the named volume outlives the container and is reused
+    let out = k.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--cgroup-parent",
+        &cg,
+        "-v",
+        "named:/vol:ro",
+        "busybox",
+        "sh",
+        "-c",
+        "cat /vol/v; echo x > /vol/w 2>/dev/null || echo ro-vol",
+    ]);
+    assert_eq!(out, "v\nro-vol\n");
+    // --privileged lifts the profile
+    let out = k.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--cgroup-parent",
+        &cg,
+        "--privileged",
+        "busybox",
+        "sh",
+        "-c",
+        "grep Seccomp: /proc/self/status; grep CapBnd /proc/self/status",
+    ]);
+    assert!(out.starts_with("Seccomp:\t0\n"), "{out}");
+    assert!(!out.contains("00000000a80425fb"), "{out}");
+    k.ok(&["volume", "rm", "named"]);
+    k.finish();
+}
