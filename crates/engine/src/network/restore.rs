@@ -15,6 +15,8 @@ const NSFS_MAGIC: i64 = 0x6e73_6673;
 
 /// Whether `path` is a live network namespace file (a bind-mounted or
 /// `/proc` nsfs file), not the empty file a pin leaves after a reboot.
+// `f_type`'s integer type differs between architectures.
+#[allow(clippy::unnecessary_cast)]
 fn is_namespace(path: &Path) -> bool {
     rustix::fs::statfs(path).is_ok_and(|s| s.f_type as i64 == NSFS_MAGIC)
 }
