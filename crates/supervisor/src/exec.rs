@@ -112,13 +112,17 @@ fn serve(args: &ExecArgs, pump: &mut Pump, process: oci_spec::runtime::Process) 
         Ok(p) => p,
         Err(e) => return (None, Some((e.to_string(), e.kind()))),
     };
+    let console_short = match crate::sockpath::ShortPath::new(&console) {
+        Ok(p) => p,
+        Err(e) => return internal(e),
+    };
     let opts = ExecOptions {
         id: args.id.clone(),
         root: args.runtime_root.clone(),
         process: Some(process),
         detach: true,
         pid_file: Some(pid_file.clone()),
-        console_socket: args.tty.then(|| console.clone()),
+        console_socket: args.tty.then(|| console_short.path().to_owned()),
         ..ExecOptions::default()
     };
     let r = prepared.with_stdio(|| exec::exec(&opts));

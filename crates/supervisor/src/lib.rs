@@ -23,6 +23,7 @@ pub mod netns;
 pub mod protocol;
 mod pump;
 pub mod run;
+pub mod sockpath;
 pub mod spawn;
 mod stdio;
 mod sys;

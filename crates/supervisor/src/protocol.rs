@@ -258,9 +258,10 @@ pub struct AttachClient {
 }
 
 impl AttachClient {
-    /// Connects to a supervisor's `attach.sock` (or an exec socket).
+    /// Connects to a supervisor's `attach.sock` (or an exec socket); paths
+    /// longer than a socket address takes are fine.
     pub fn connect(path: &Path) -> Result<AttachClient, ProtocolError> {
-        let stream = UnixStream::connect(path).map_err(|source| ProtocolError::Io {
+        let stream = crate::sockpath::connect(path).map_err(|source| ProtocolError::Io {
             path: path.display().to_string(),
             source,
         })?;

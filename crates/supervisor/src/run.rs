@@ -26,6 +26,7 @@ use crate::crilog::LogWriter;
 use crate::daemon::{self, ReadyWriter};
 use crate::exit::ExitRecord;
 use crate::pump::{self, Event, Pump};
+use crate::sockpath::ShortPath;
 use crate::spawn::Readiness;
 use crate::stdio;
 use crate::timestamp::Timestamp;
@@ -91,7 +92,7 @@ pub(crate) fn listen(path: &Path) -> Result<UnixListener, SetupError> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(io_err("socket", path)(e)),
     }
-    let l = UnixListener::bind(path).map_err(io_err("socket", path))?;
+    let l = crate::sockpath::bind(path).map_err(io_err("socket", path))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
         .map_err(io_err("socket", path))?;
     Ok(l)
@@ -170,11 +171,12 @@ fn setup(args: &RunArgs, pid_file: &Path, socket: &Path) -> Result<(Pump, i32), 
 
     let console = args.state_dir.join(CONSOLE_SOCKET);
     let prepared = stdio::Prepared::new(args.tty, args.stdin, &console)?;
+    let console_short = ShortPath::new(&console).map_err(io_err("console socket", &console))?;
     let opts = CreateOptions {
         id: args.id.clone(),
         bundle: args.bundle.clone(),
         root: args.runtime_root.clone(),
-        console_socket: args.tty.then(|| console.clone()),
+        console_socket: args.tty.then(|| console_short.path().to_owned()),
         ..CreateOptions::default()
     };
     let created = prepared.with_stdio(|| container::create(&opts));

@@ -74,6 +74,8 @@ fn without_stdin_client_input_is_ignored_and_a_client_may_leave() {
 #[test]
 fn a_terminal_takes_typed_input_and_resizes() {
     let mut w = World::new("tty", &["sh"]);
+    // and its sockets' paths are too long for a socket address
+    w.long_state_dir();
     w.config()["process"]["terminal"] = serde_json::json!(true);
     let mut c = w.command();
     c.tty = true;

@@ -23,6 +23,7 @@ pub struct World {
     pub before: HostSnapshot,
     /// The supervisor's pid once it reported.
     pub supervisor: Option<i32>,
+    state: PathBuf,
 }
 
 impl World {
@@ -34,8 +35,10 @@ impl World {
             .prefix("kontti-supervisor-test-")
             .tempdir()
             .expect("temp root");
-        std::fs::create_dir(root.path().join("state")).expect("state dir");
+        let state = root.path().join("state");
+        std::fs::create_dir(&state).expect("state dir");
         World {
+            state,
             bundle: Bundle::new(args).expect("bundle"),
             root,
             id,
@@ -49,7 +52,16 @@ impl World {
     }
 
     pub fn state_dir(&self) -> PathBuf {
-        self.root.path().join("state")
+        self.state.clone()
+    }
+
+    /// Moves the state directory deep enough that its socket paths are
+    /// longer than a socket address takes (as a 64-character id makes them).
+    pub fn long_state_dir(&mut self) {
+        let deep = self.root.path().join("d".repeat(50)).join("e".repeat(64));
+        std::fs::create_dir_all(&deep).expect("deep state dir");
+        assert!(deep.join("attach.sock").as_os_str().len() > 108);
+        self.state = deep;
     }
 
     pub fn runtime_root(&self) -> PathBuf {
