@@ -383,7 +383,7 @@ pub fn attach(root: &Path, req: &AttachRequest) -> Result<NetworkSetup> {
         NetworkMode::Network(n) => n.as_str(),
     };
     let nets = Networks::new(settings.net_config(root));
-    let created = matches!(req.mode, NetworkMode::Bridge) && ensure_default(&nets)?;
+    let default = matches!(req.mode, NetworkMode::Bridge);
     let mut spec = ConnectSpec::new(&req.container_id, &req.netns);
     spec.name = name.clone();
     spec.aliases = req.aliases.clone();
@@ -393,16 +393,27 @@ pub fn attach(root: &Path, req: &AttachRequest) -> Result<NetworkSetup> {
         }
     }
     spec.ports = req.ports.clone();
-    let endpoint = match nets.connect(network, &spec) {
-        Ok(e) => e,
-        Err(e) => {
-            if created {
-                // Leave the host as it was: no bridge this call made.
-                if let Err(e) = nets.remove(DEFAULT_NETWORK) {
-                    warn!(error = %e, "removing the default network after a failed attach");
+    let mut retried = false;
+    let endpoint = loop {
+        let created = default && ensure_default(&nets)?;
+        match nets.connect(network, &spec) {
+            Ok(e) => break e,
+            // Another process's failed first attach removed the default
+            // network between our check and our connect: make it again.
+            Err(NetworkError::NotFound(_)) if default && !retried => retried = true,
+            Err(e) => {
+                if created {
+                    // Leave the host as it was: no bridge this call made
+                    // (unless another container joined it meanwhile).
+                    match nets.remove(DEFAULT_NETWORK) {
+                        Ok(()) | Err(NetworkError::InUse { .. } | NetworkError::NotFound(_)) => {}
+                        Err(e) => {
+                            warn!(error = %e, "removing the default network after a failed attach")
+                        }
+                    }
                 }
+                return Err(e.into());
             }
-            return Err(e.into());
         }
     };
     let state = nets.inspect(network).ok();

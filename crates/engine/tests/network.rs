@@ -690,3 +690,38 @@ fn network_restore_brings_networks_back_after_a_simulated_reboot() {
     }
     leaks.assert_clean();
 }
+
+#[test]
+fn network_parallel_first_attaches_share_one_default_network() {
+    let root = root_with("10.253.0.0/24");
+    let r = root.path();
+    let leaks = Leaks::snapshot(r);
+    {
+        let containers: Vec<Container> = (0..4)
+            .map(|i| Container::new(r, &format!("par{i}")))
+            .collect();
+        let _t = Teardown(r, containers.iter().map(|c| c.id.clone()).collect());
+        let mut addrs: Vec<Ipv4Addr> = std::thread::scope(|s| {
+            let handles: Vec<_> = containers
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    let req = c.request(&format!("par{i}"), NetworkMode::Bridge);
+                    s.spawn(move || network::attach(r, &req).unwrap().endpoints[0].1)
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        addrs.sort();
+        let want: Vec<Ipv4Addr> = (2..6).map(|n| Ipv4Addr::new(10, 253, 0, n)).collect();
+        assert_eq!(addrs, want);
+        let nets = network::networks(r).unwrap();
+        assert_eq!(nets.list().unwrap().len(), 1);
+        containers[0].ok(&["ping", "-c", "1", "-W", "2", "10.253.0.5"]);
+        for c in &containers {
+            network::detach(r, &c.id).unwrap();
+        }
+        nets.remove("bridge").unwrap();
+    }
+    leaks.assert_clean();
+}
