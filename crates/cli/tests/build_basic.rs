@@ -149,7 +149,8 @@ fn copy_globs_chown_chmod_and_add_of_a_tar() {
          ADD archive.tar /unpacked/\n\
          ADD archive.tar.gz /unpacked-gz\n\
          COPY <<EOF /from-heredoc.txt\nline one\nEOF\n\
-         COPY dir/sub/deep.txt /single\n",
+         COPY dir/sub/deep.txt /single\n\
+         COPY --chmod=u+x,go-r a.txt /symbolic\n",
         &[
             ("a.txt", "a"),
             ("b.txt", "b"),
@@ -201,6 +202,8 @@ fn copy_globs_chown_chmod_and_add_of_a_tar() {
         "line one\n"
     );
     assert_eq!(fs::read_to_string(r.join("single")).unwrap(), "deep");
+    let md = fs::metadata(r.join("symbolic")).unwrap();
+    assert_eq!(md.permissions().mode() & 0o777, 0o700);
     k.assert_clean();
 }
 
