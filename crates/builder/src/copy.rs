@@ -192,6 +192,19 @@ pub(crate) fn copy(rootfs: &Path, step: &CopyStep<'_>) -> Result<(), BuildError>
             }
         }
     }
+    if !c.exclude.is_empty()
+        && let Source::Context(ctx) = &step.source
+    {
+        // --exclude patterns match paths relative to the context.
+        let exclude = kontti_build::Dockerignore::parse(&c.exclude.join("\n"))
+            .map_err(|e| BuildError::step(label, format!("--exclude: {e}")))?;
+        items.retain(|item| {
+            item.host
+                .strip_prefix(ctx.root())
+                .map(|rel| !exclude.is_excluded(&rel.to_string_lossy()))
+                .unwrap_or(true)
+        });
+    }
     for item in &items {
         write_item(&root, item, owner, chmod.as_ref())
             .map_err(|e| BuildError::step(label, format!("{}: {e}", item.dest)))?;

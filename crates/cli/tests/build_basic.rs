@@ -150,7 +150,8 @@ fn copy_globs_chown_chmod_and_add_of_a_tar() {
          ADD archive.tar.gz /unpacked-gz\n\
          COPY <<EOF /from-heredoc.txt\nline one\nEOF\n\
          COPY dir/sub/deep.txt /single\n\
-         COPY --chmod=u+x,go-r a.txt /symbolic\n",
+         COPY --chmod=u+x,go-r a.txt /symbolic\n\
+         COPY --exclude=*.md --exclude=dir/sub . /filtered/\n",
         &[
             ("a.txt", "a"),
             ("b.txt", "b"),
@@ -204,6 +205,8 @@ fn copy_globs_chown_chmod_and_add_of_a_tar() {
     assert_eq!(fs::read_to_string(r.join("single")).unwrap(), "deep");
     let md = fs::metadata(r.join("symbolic")).unwrap();
     assert_eq!(md.permissions().mode() & 0o777, 0o700);
+    assert!(r.join("filtered/a.txt").exists() && r.join("filtered/dir/x").exists());
+    assert!(!r.join("filtered/c.md").exists() && !r.join("filtered/dir/sub").exists());
     k.assert_clean();
 }
 
