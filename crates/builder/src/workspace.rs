@@ -344,7 +344,40 @@ pub(crate) fn recover(m: &Machine) -> Result<usize, BuildError> {
         fs::remove_dir_all(&dir).map_err(|e| BuildError::io("remove", &dir, e))?;
         n += 1;
     }
+    n += remove_dead_snapshots(m);
     Ok(n)
+}
+
+/// Active snapshots of steps and cache applications (`build-PID-…`,
+/// `apply-PID-…`) whose process is gone, left by a build killed between
+/// preparing and committing them.
+fn remove_dead_snapshots(m: &Machine) -> usize {
+    let Ok(list) = m.snapshots.list() else {
+        return 0;
+    };
+    let mut keys: Vec<String> = list
+        .into_iter()
+        .filter(|i| i.kind != kontti_image::snapshot::Kind::Committed)
+        .map(|i| i.key)
+        .filter(|k| {
+            let mut parts = k.splitn(3, '-');
+            matches!(parts.next(), Some("build" | "apply"))
+                && parts
+                    .next()
+                    .and_then(|p| p.parse::<u32>().ok())
+                    .is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists())
+        })
+        .collect();
+    // Views (`KEY-viewN`) before the snapshots they sit on.
+    keys.sort_by_key(|k| std::cmp::Reverse(k.len()));
+    let mut n = 0;
+    for k in keys {
+        match m.snapshots.remove(&k) {
+            Ok(()) => n += 1,
+            Err(e) => tracing::warn!(key = k, error = %e, "cannot remove a dead build's snapshot"),
+        }
+    }
+    n
 }
 
 fn is_older_than(path: &Path, secs: u64) -> bool {
