@@ -118,25 +118,33 @@ buildah_base() {
     buildah_reset
     B pull -q --signature-policy "$B_DIR/policy.json" "docker-archive:$WORK/base.tar" >/dev/null
 }
-export -f B buildah_reset buildah_base kontti_reset
+kontti_cold() { kontti_reset && sync; }
+buildah_cold() { buildah_base && sync; }
+export -f B buildah_reset buildah_base kontti_reset kontti_cold buildah_cold
 export KONTTI K_ROOT B_DIR WORK
 
+# Plain commands (no shell in between: hyperfine -N), so that the few
+# milliseconds of a cached kontti build are not blurred by a shell's start.
 K_BUILD="$KONTTI --root $K_ROOT build -q -t bench/app:1 $CTX"
-B_BUILD="B bud --layers --format docker --pull=never --network=none -q --signature-policy $B_DIR/policy.json -t bench/app:1 $CTX"
+B_BUILD="env CONTAINERS_CONF=$B_DIR/containers.conf CONTAINERS_REGISTRIES_CONF=$B_DIR/registries.conf"
+B_BUILD+=" CONTAINERS_STORAGE_CONF=$B_DIR/storage.conf TMPDIR=$B_DIR/tmp"
+B_BUILD+=" buildah --root $B_DIR/root --runroot $B_DIR/run --storage-driver overlay"
+B_BUILD+=" bud --layers --format docker --pull=never --network=none -q"
+B_BUILD+=" --signature-policy $B_DIR/policy.json -t bench/app:1 $CTX"
 
 # Each builder must work before anything is timed.
-bash -c "$K_BUILD" >/dev/null
+$K_BUILD >/dev/null
 buildah_base
-bash -c "$B_BUILD" >/dev/null
+$B_BUILD >/dev/null
 
 log "cold builds ($RUNS runs each)"
-hyperfine --shell bash --runs "$RUNS" --export-json "$WORK/cold.json" \
-    --prepare 'kontti_reset; sync' -n "kontti build (cold)" "$K_BUILD" \
-    --prepare 'buildah_base; sync' -n "buildah bud (cold)" "$B_BUILD" >&2
+hyperfine -N --runs "$RUNS" --export-json "$WORK/cold.json" \
+    --prepare 'bash -c kontti_cold' -n "kontti build (cold)" "$K_BUILD" \
+    --prepare 'bash -c buildah_cold' -n "buildah bud (cold)" "$B_BUILD" >&2
 log "cached rebuilds ($RUNS runs each)"
 kontti_reset
 buildah_base
-hyperfine --shell bash --warmup 1 --runs "$RUNS" --export-json "$WORK/cached.json" \
+hyperfine -N --warmup 1 --runs "$RUNS" --export-json "$WORK/cached.json" \
     -n "kontti build (cached)" "$K_BUILD" \
     -n "buildah bud (cached)" "$B_BUILD" >&2
 
