@@ -129,6 +129,12 @@ pub(crate) fn run(
     ws: &mut Workspace<'_>,
     step: &RunStep<'_>,
 ) -> Result<(), BuildError> {
+    if step.run.security == Some(kontti_build::SecurityMode::Insecure) {
+        return Err(BuildError::Unsupported {
+            step: step.label.to_string(),
+            reason: "RUN --security=insecure is not allowed: RUN steps are always confined".into(),
+        });
+    }
     let rootfs = ws.rootfs().to_path_buf();
     let ids = match step.user {
         Some(u) if !u.is_empty() => {

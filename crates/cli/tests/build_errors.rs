@@ -195,6 +195,16 @@ fn a_build_killed_mid_run_leaves_nothing_and_the_next_build_works() {
 #[test]
 fn unknown_users_and_paths_leaving_a_source_stage() {
     let k = Kontti::new();
+    let ctx = k.context(
+        "insecure",
+        "FROM busybox\nRUN --security=insecure true\n",
+        &[],
+    );
+    let err = k.build_fails(&ctx, &["-t", "bad"], 6);
+    assert!(
+        last_line(&err).contains("--security=insecure is not allowed"),
+        "{err}"
+    );
     let ctx = k.context("user", "FROM busybox\nUSER ghost\nRUN true\n", &[]);
     let err = k.build_fails(&ctx, &["-t", "bad"], 5);
     assert!(
