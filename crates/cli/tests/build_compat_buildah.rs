@@ -64,6 +64,7 @@ const CASES: &[&str] = &[
     "owners-modes",
     "shell-env",
     "single-stage",
+    "stage-inherit",
     "user-workdir",
     "whiteouts",
 ];
@@ -345,6 +346,7 @@ compat_cases! {
     buildah_owners_modes => "owners-modes",
     buildah_shell_env => "shell-env",
     buildah_single_stage => "single-stage",
+    buildah_stage_inherit => "stage-inherit",
     buildah_user_workdir => "user-workdir",
     buildah_whiteouts => "whiteouts",
 }
