@@ -49,6 +49,26 @@ fn kontti_with(pool: &[&str]) -> Kontti {
     k
 }
 
+/// On a failing test, removes the containers and networks of `k` before its
+/// state root goes (else they would outlive the test).
+struct Cleanup<'a>(&'a Kontti);
+
+impl Drop for Cleanup<'_> {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        let ids = self.0.run(&["ps", "-aq", "--no-trunc"]);
+        for id in String::from_utf8_lossy(&ids.stdout).lines() {
+            let _ = self.0.run(&["rm", "-f", id]);
+        }
+        let nets = self.0.run(&["network", "ls", "-q"]);
+        for n in String::from_utf8_lossy(&nets.stdout).lines() {
+            let _ = self.0.run(&["network", "rm", n]);
+        }
+    }
+}
+
 /// kontti's nft rules and link names, to compare before and after.
 fn net_state() -> (String, Vec<String>) {
     let out = Command::new("nft")
@@ -92,6 +112,7 @@ fn http_get(port: u16) -> String {
 fn network_containers_talk_by_name_and_publish_on_loopback() {
     let k = kontti_with(&["10.250.0.0/24"]);
     let before = net_state();
+    let cleanup = Cleanup(&k);
     let cg = k.cgroup_parent.clone();
     k.ok(&["network", "create", "front"]);
     k.ok(&[
@@ -176,6 +197,7 @@ fn network_containers_talk_by_name_and_publish_on_loopback() {
     assert_eq!(http_get(18490), "");
     k.ok(&["network", "rm", "front"]);
     assert_eq!(net_state(), before, "kontti's links or nft rules left");
+    drop(cleanup);
     k.finish();
 }
 
@@ -183,6 +205,7 @@ fn network_containers_talk_by_name_and_publish_on_loopback() {
 fn network_default_bridge_gives_address_resolver_and_refuses_a_taken_port() {
     let k = kontti_with(&["10.251.0.0/24"]);
     let before = net_state();
+    let cleanup = Cleanup(&k);
     let cg = k.cgroup_parent.clone();
     let holder = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = holder.local_addr().unwrap().port().to_string();
@@ -227,5 +250,68 @@ fn network_default_bridge_gives_address_resolver_and_refuses_a_taken_port() {
     k.ok(&["network", "rm", "bridge"]);
     assert_eq!(net_state(), before);
     drop(holder);
+    drop(cleanup);
+    k.finish();
+}
+
+#[test]
+fn network_connect_gives_a_running_container_a_second_network() {
+    let k = kontti_with(&["10.254.0.0/24", "10.254.1.0/24"]);
+    let before = net_state();
+    let cleanup = Cleanup(&k);
+    let cg = k.cgroup_parent.clone();
+    k.ok(&["network", "create", "front"]);
+    k.ok(&["network", "create", "back"]);
+    k.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "--network",
+        "front",
+        "--cgroup-parent",
+        &cg,
+        "busybox",
+        "sh",
+        "-c",
+        "echo hello-back > /tmp/index.html; exec httpd -f -p 80 -h /tmp",
+    ]);
+    // (no `wget -T`: Debian's busybox wget crashes with it; an unknown name
+    // fails at once anyway)
+    let client = |net: &str| {
+        k.run(&[
+            "run",
+            "--rm",
+            "--network",
+            net,
+            "--cgroup-parent",
+            &cg,
+            "busybox",
+            "wget",
+            "-q",
+            "-O",
+            "-",
+            "http://web/",
+        ])
+    };
+    assert!(!client("back").status.success(), "web is not on back yet");
+    k.ok(&["network", "connect", "--alias", "www", "back", "web"]);
+    let out = client("back");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "hello-back\n",
+        "{out:?}"
+    );
+    let addrs = k.ok(&["exec", "web", "ip", "-o", "-4", "addr"]);
+    assert!(
+        addrs.contains("eth1") && addrs.contains("10.254.1.2/24"),
+        "{addrs}"
+    );
+    k.ok(&["network", "disconnect", "back", "web"]);
+    assert!(!client("back").status.success(), "web left back");
+    k.ok(&["rm", "-f", "web"]);
+    k.ok(&["network", "rm", "front", "back"]);
+    assert_eq!(net_state(), before, "kontti's links or nft rules left");
+    drop(cleanup);
     k.finish();
 }

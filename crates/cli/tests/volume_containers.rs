@@ -9,9 +9,25 @@ mod container_support;
 
 use container_support::Kontti;
 
+/// On a failing test, removes the containers of `k` before its state root
+/// goes (else they would outlive the test).
+struct Cleanup<'a>(&'a Kontti);
+
+impl Drop for Cleanup<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let ids = self.0.run(&["ps", "-aq", "--no-trunc"]);
+            for id in String::from_utf8_lossy(&ids.stdout).lines() {
+                let _ = self.0.run(&["rm", "-f", id]);
+            }
+        }
+    }
+}
+
 #[test]
 fn volume_data_outlives_containers_and_a_used_volume_is_kept() {
     let k = Kontti::new();
+    let cleanup = Cleanup(&k);
     let cg = k.cgroup_parent.clone();
     let run = |extra: &[&str]| {
         let mut a = vec!["run", "--rm", "--network", "none", "--cgroup-parent", &cg];
@@ -81,5 +97,6 @@ fn volume_data_outlives_containers_and_a_used_volume_is_kept() {
         "echo x > /scratch/f",
     ]);
     assert_eq!(k.ok(&["volume", "ls", "-q"]), "");
+    drop(cleanup);
     k.finish();
 }
