@@ -304,6 +304,12 @@ impl Engine {
         if let Ok(exit) = ExitRecord::read(&self.dir(&rec.id).join(EXIT_FILE)) {
             apply_exit(&mut rec.state, &exit);
         } else if !supervisor_alive(rec.state.supervisor_pid) {
+            // the exit command may have recorded the exit since we read
+            if let Ok(now) = self.containers.load(&rec.id)
+                && now != rec
+            {
+                return self.view(now);
+            }
             rec.state.status = Status::Exited;
             rec.state.error = Some("the container's supervisor is gone".into());
             rec.state.pid = 0;
@@ -477,6 +483,8 @@ impl Engine {
         match ExitRecord::read(&path) {
             Ok(exit) => {
                 apply_exit(&mut rec.state, &exit);
+                // recorded first, then consumed: a reader sees one or the other
+                self.containers.save(rec)?;
                 let _ = std::fs::remove_file(&path);
             }
             Err(_) if !supervisor_alive(rec.state.supervisor_pid) => {

@@ -1,0 +1,92 @@
+//! `ps` with filters and formats, `rename`, `pause`/`unpause`, `restart`,
+//! `wait`, `attach`, `kill`, `port` and `container prune` on real containers.
+#![allow(clippy::disallowed_macros)]
+
+mod container_support;
+
+use std::time::Duration;
+
+use container_support::Kontti;
+
+#[test]
+fn ps_rename_pause_restart_wait_attach_prune() {
+    let k = Kontti::new();
+    let a = k.run_detached(
+        &["--name", "alpha", "--label", "tier=web"],
+        &["sh", "-c", "trap 'exit 3' TERM; while true; do sleep 0.1; done"],
+    );
+    k.run_detached(&["--name", "beta"], &["sh", "-c", "exit 4"]);
+    k.wait_for("beta", Duration::from_secs(5), |v| {
+        v["State"]["Status"] == "exited"
+    });
+
+    assert_eq!(k.ok(&["ps", "--format", "{{.Names}}"]), "alpha\n");
+    let all = k.ok(&["ps", "-a", "--format", "{{.Names}} {{.State}}"]);
+    let mut lines: Vec<&str> = all.lines().collect();
+    lines.sort();
+    assert_eq!(lines, ["alpha running", "beta exited"]);
+    assert_eq!(
+        k.ok(&["ps", "-q", "--filter", "label=tier=web"]).trim(),
+        &a[..12]
+    );
+    assert_eq!(
+        k.ok(&["ps", "-a", "--filter", "exited=4", "--format", "{{.Names}}"]),
+        "beta\n"
+    );
+    assert_eq!(
+        k.ok(&["ps", "-a", "--filter", "status=running", "-q", "--no-trunc"])
+            .trim(),
+        a
+    );
+    let table = k.ok(&["ps"]);
+    assert!(table.starts_with("CONTAINER ID   IMAGE"), "{table}");
+    assert!(table.contains("Up "), "{table}");
+    let e = k.fails(&["ps", "--filter", "colour=red"], 125);
+    assert!(e.contains("unknown filter"), "{e}");
+
+    k.ok(&["rename", "alpha", "gamma"]);
+    assert_eq!(k.inspect(&a)["Name"], "/gamma");
+    let e = k.fails(&["rename", "gamma", "beta"], 125);
+    assert!(e.contains("already in use"), "{e}");
+
+    k.ok(&["pause", "gamma"]);
+    assert_eq!(k.inspect("gamma")["State"]["Status"], "paused");
+    assert!(k.ok(&["ps"]).contains("(Paused)"));
+    k.ok(&["unpause", "gamma"]);
+    assert_eq!(k.inspect("gamma")["State"]["Status"], "running");
+
+    let started = k.inspect("gamma")["State"]["StartedAt"].clone();
+    k.ok(&["restart", "-t", "0", "gamma"]);
+    let v = k.inspect("gamma");
+    assert_eq!(v["State"]["Status"], "running");
+    assert_ne!(v["State"]["StartedAt"], started);
+
+    // wait prints the exit code; kill sends the signal
+    let waiter = k
+        .cmd()
+        .args(["wait", "gamma"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    k.ok(&["kill", "-s", "TERM", "gamma"]);
+    let out = waiter.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "3\n");
+
+    // start -a attaches and returns the exit code
+    let out = k.run(&["start", "-a", "beta"]);
+    assert_eq!(out.status.code(), Some(4));
+
+    // attach to a running container sees its output and exit code
+    let c = k.run_detached(
+        &["--name", "talker"],
+        &["sh", "-c", "sleep 0.5; echo late; exit 9"],
+    );
+    let out = k.run(&["attach", &c]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "late\n");
+    assert_eq!(out.status.code(), Some(9));
+
+    let pruned = k.ok(&["container", "prune", "-f"]);
+    assert!(pruned.contains("Total reclaimed containers: 3"), "{pruned}");
+    assert_eq!(k.ok(&["ps", "-aq"]), "");
+    k.finish();
+}
