@@ -334,6 +334,8 @@ pub fn diff_configs(a: &BTreeMap<String, Value>, b: &BTreeMap<String, Value>) ->
 /// An exported image: its config file and its final filesystem.
 pub struct Exported {
     pub config: Value,
+    /// The hex sha256 of the config file: the image id.
+    pub config_digest: String,
     pub tree: Tree,
 }
 
@@ -383,13 +385,22 @@ pub fn read_docker_archive(path: &Path) -> anyhow::Result<Exported> {
     let config_name = manifest["Config"]
         .as_str()
         .ok_or_else(|| anyhow::anyhow!("{}: manifest.json has no Config", path.display()))?;
-    let config: Value = serde_json::from_slice(member(config_name)?)?;
+    let config_bytes = member(config_name)?;
+    let config: Value = serde_json::from_slice(config_bytes)?;
+    let config_digest = kontti_image::hash::sha256(config_bytes)
+        .to_string()
+        .trim_start_matches("sha256:")
+        .to_owned();
     let mut tree = Tree::new();
     for layer in manifest["Layers"].as_array().into_iter().flatten() {
         let name = layer.as_str().unwrap_or_default();
         apply_layer(&mut tree, member(name)?.as_slice())?;
     }
-    Ok(Exported { config, tree })
+    Ok(Exported {
+        config,
+        config_digest,
+        tree,
+    })
 }
 
 /// "/a/b/../c" → "/a/c".
