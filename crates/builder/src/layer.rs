@@ -112,6 +112,50 @@ fn is_opaque(dir: &Path) -> bool {
     )
 }
 
+/// The extended attributes a layer keeps (file capabilities, user and
+/// trusted attributes), sorted; overlay's own and SELinux labels are left
+/// out.
+fn xattrs(path: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut names = vec![0u8; 4096];
+    let Ok(n) = rustix::fs::llistxattr(path, &mut names) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for name in names[..n].split(|b| *b == 0).filter(|n| !n.is_empty()) {
+        let Ok(name) = std::str::from_utf8(name) else {
+            continue;
+        };
+        if name.starts_with("trusted.overlay.") || name == "security.selinux" {
+            continue;
+        }
+        let mut value = vec![0u8; 65536];
+        if let Ok(len) = rustix::fs::lgetxattr(path, name, &mut value) {
+            value.truncate(len);
+            out.push((name.to_string(), value));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// One PAX extended header record: `LEN KEY=VALUE\n`, where LEN counts
+/// the whole record including its own digits.
+fn pax_record(key: &str, value: &[u8]) -> Vec<u8> {
+    let rest = key.len() + value.len() + 3; // ' ', '=', '\n'
+    let mut len = rest + 1;
+    loop {
+        let total = rest + len.to_string().len();
+        if total == len {
+            break;
+        }
+        len = total;
+    }
+    let mut out = format!("{len} {key}=").into_bytes();
+    out.extend_from_slice(value);
+    out.push(b'\n');
+    out
+}
+
 /// Writes the diff in `upper` as a tar to `out`, with mtimes clamped to
 /// `epoch`.
 pub(crate) fn write_tar<W: Write>(upper: &Path, epoch: Option<i64>, out: W) -> io::Result<W> {
@@ -139,6 +183,21 @@ pub(crate) fn write_tar<W: Write>(upper: &Path, epoch: Option<i64>, out: W) -> i
                 tar.append_data(&mut h, &path, io::empty())?;
             }
             Item::Real(path, md) => {
+                let xattrs = xattrs(&upper.join(&path));
+                if !xattrs.is_empty() {
+                    let data: Vec<u8> = xattrs
+                        .iter()
+                        .flat_map(|(k, v)| pax_record(&format!("SCHILY.xattr.{k}"), v))
+                        .collect();
+                    let mut x = tar::Header::new_ustar();
+                    x.set_entry_type(tar::EntryType::XHeader);
+                    x.set_path("PaxHeader")?;
+                    x.set_mode(0o644);
+                    x.set_mtime(clamp(md.mtime()));
+                    x.set_size(data.len() as u64);
+                    x.set_cksum();
+                    tar.append(&x, data.as_slice())?;
+                }
                 h.set_mode(md.mode() & 0o7777);
                 h.set_uid(u64::from(md.uid()));
                 h.set_gid(u64::from(md.gid()));
@@ -265,5 +324,45 @@ mod tests {
         assert_eq!(names[5].1, tar::EntryType::Symlink);
         let again = write_tar(up, Some(10), Vec::new()).unwrap();
         assert_eq!(data, again, "the same tree gives the same tar");
+    }
+
+    #[test]
+    fn pax_records_count_their_own_length() {
+        assert_eq!(pax_record("a", b"b"), b"6 a=b\n");
+        let r = pax_record("SCHILY.xattr.user.x", &[0u8; 90]);
+        let len: usize = std::str::from_utf8(&r[..3]).unwrap().parse().unwrap();
+        assert_eq!(len, r.len());
+    }
+
+    #[test]
+    fn file_capabilities_survive_in_the_layer() {
+        kontti_testutil::require_root();
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("ping");
+        fs::write(&f, b"binary").unwrap();
+        let value =
+            b"\x01\x00\x00\x02\x00\x20\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00";
+        rustix::fs::setxattr(
+            &f,
+            "security.capability",
+            value,
+            rustix::fs::XattrFlags::empty(),
+        )
+        .unwrap();
+        let data = write_tar(dir.path(), None, Vec::new()).unwrap();
+        let mut archive = tar::Archive::new(data.as_slice());
+        let mut found = None;
+        for e in archive.entries().unwrap() {
+            let mut e = e.unwrap();
+            if let Some(exts) = e.pax_extensions().unwrap() {
+                for ext in exts {
+                    let ext = ext.unwrap();
+                    if ext.key().unwrap() == "SCHILY.xattr.security.capability" {
+                        found = Some(ext.value_bytes().to_vec());
+                    }
+                }
+            }
+        }
+        assert_eq!(found.as_deref(), Some(value.as_slice()));
     }
 }
