@@ -504,6 +504,16 @@ impl Volumes {
     #[instrument(skip(self))]
     pub fn prune(&self, all: bool) -> Result<Pruned> {
         let _lock = self.lock()?;
+        // Leftovers of a create or remove that was killed half-way: under
+        // the lock none is in progress.
+        if let Ok(rd) = fs::read_dir(&self.dir) {
+            for entry in rd.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if name.starts_with(".new-") || name.starts_with(".rm-") {
+                    let _ = fs::remove_dir_all(entry.path());
+                }
+            }
+        }
         let mut pruned = Pruned::default();
         for volume in self.list()? {
             if !volume.users.is_empty() || !(all || volume.anonymous) {

@@ -150,8 +150,13 @@ fn prune_removes_unused_anonymous_volumes_or_all_unused() {
     let anon = vols.create(None, BTreeMap::new()).unwrap();
     fs::write(anon.mountpoint.join("blob"), vec![0u8; 1000]).unwrap();
     let used = vols.create_for(None, BTreeMap::new(), "user1").unwrap();
+    // What a killed create and a killed remove leave behind goes too.
+    fs::create_dir_all(root.path().join("volumes/.new-half/_data")).unwrap();
+    fs::create_dir_all(root.path().join("volumes/.rm-gone/_data")).unwrap();
     let p = vols.prune(false).unwrap();
     assert_eq!(p.removed, vec![anon.name.clone()]);
+    assert!(!root.path().join("volumes/.new-half").exists());
+    assert!(!root.path().join("volumes/.rm-gone").exists());
     assert_eq!(p.reclaimed_bytes, 1000);
     let p = vols.prune(true).unwrap();
     assert_eq!(p.removed, vec![named.name.clone()]);
