@@ -44,6 +44,19 @@ fn output_lands_in_the_cri_log_and_a_normal_exit_is_recorded() {
 }
 
 #[test]
+fn the_container_gets_only_its_stdio_of_the_supervisors_fds() {
+    let mut w = World::new("fds", &["ls", "/proc/self/fd"]);
+    let mut c = w.command();
+    c.tty = false;
+    c.stdin = true;
+    w.start(&c);
+    assert_eq!(w.wait_exit().exit_code, 0);
+    // 3 is the directory ls is listing
+    assert_eq!(w.log_text(Stream::Stdout), "0\n1\n2\n3\n");
+    w.assert_clean();
+}
+
+#[test]
 fn non_zero_exit_and_signal_are_recorded() {
     let mut w = World::new("code", &["sh", "-c", "exit 42"]);
     let c = w.command();
@@ -85,6 +98,12 @@ fn the_supervisor_outlives_its_spawner_and_ignores_sigterm() {
     let c = w.command();
     w.start(&c);
     let sup = w.supervisor.unwrap();
+    let mode = std::fs::metadata(w.socket()).unwrap().permissions();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode) & 0o7777,
+        0o600,
+        "attach.sock"
+    );
     let stat = std::fs::read_to_string(format!("/proc/{sup}/stat")).unwrap();
     let fields: Vec<&str> = stat
         .rsplit(')')
