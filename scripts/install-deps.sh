@@ -14,6 +14,7 @@ PACKAGES=(
   uidmap           # newuidmap/newgidmap for user-namespace tests
   python3          # kontti-net crafts a raw Ethernet frame in the loopback-guard test; scripts use it
   curl tar util-linux # the demo waits on the registry with curl; tests use unshare and nsenter
+  catatonit        # the static init kontti run --init bind-mounts as PID 1
 )
 
 missing=()

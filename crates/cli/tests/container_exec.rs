@@ -149,3 +149,39 @@ fn binds_volumes_tmpfs_read_only_and_default_profile() {
     k.ok(&["volume", "rm", "named"]);
     k.finish();
 }
+
+#[test]
+fn run_flags_reach_the_container() {
+    let k = Kontti::new();
+    let env_file = k.dir.path().join("env");
+    std::fs::write(&env_file, "# comment\nFROM_FILE=yes\n").unwrap();
+    let cg = k.cgroup_parent.clone();
+    let out = k.ok(&[
+        "run", "--rm", "--network", "none", "--cgroup-parent", &cg,
+        "--env-file", env_file.to_str().unwrap(), "-e", "X=1",
+        "-u", "user", "-w", "/tmp", "--ulimit", "nofile=100:200", "--shm-size", "1m",
+        "--pids-limit", "20", "--cpus", "0.5", "--device", "/dev/null:/dev/mynull",
+        "--label", "a=b", "--entrypoint", "/bin/sh", "busybox", "-c",
+        "echo $FROM_FILE$X; id -u; id -G; pwd; ulimit -n; df -k /dev/shm | tail -1 | tr -s ' ' | cut -d' ' -f2; \
+         cat /sys/fs/cgroup/pids/pids.max /sys/fs/cgroup/cpu/cpu.cfs_quota_us; ls -l /dev/mynull | cut -c1",
+    ]);
+    assert_eq!(
+        out,
+        "yes1\n1000\n1000 2000\n/tmp\n100\n1024\n20\n50000\nc\n"
+    );
+    // --init runs the host's static init as PID 1
+    let out = k.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--cgroup-parent",
+        &cg,
+        "--init",
+        "busybox",
+        "cat",
+        "/proc/1/cmdline",
+    ]);
+    assert!(out.starts_with("/run/kontti-init\0--\0cat"), "{out:?}");
+    k.finish();
+}
