@@ -725,3 +725,63 @@ fn network_parallel_first_attaches_share_one_default_network() {
     }
     leaks.assert_clean();
 }
+
+/// Run inside a container's namespace by
+/// `network_published_udp_port_answers_on_loopback` (through nsenter):
+/// answers one datagram on UDP port 53. Does nothing on its own.
+#[test]
+fn udp_echo_helper() {
+    if std::env::var_os("KONTTI_UDP_ECHO").is_none() {
+        return;
+    }
+    let sock = std::net::UdpSocket::bind("0.0.0.0:53").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut buf = [0u8; 512];
+    let (n, peer) = sock.recv_from(&mut buf).unwrap();
+    let mut reply = b"pong:".to_vec();
+    reply.extend_from_slice(&buf[..n]);
+    sock.send_to(&reply, peer).unwrap();
+}
+
+#[test]
+fn network_published_udp_port_answers_on_loopback() {
+    let root = root_with("10.241.1.0/24");
+    let r = root.path();
+    let leaks = Leaks::snapshot(r);
+    {
+        let a = Container::new(r, "udp");
+        let _t = Teardown(r, vec![a.id.clone()]);
+        let mut req = a.request("udp", NetworkMode::Bridge);
+        req.ports = vec!["127.0.0.1:18483:53/udp".parse().unwrap()];
+        network::attach(r, &req).unwrap();
+        let _server = Guard(
+            Command::new("nsenter")
+                .arg(format!("--net={}", a.netns.display()))
+                .arg(std::env::current_exe().unwrap())
+                .args(["--exact", "udp_echo_helper", "--nocapture"])
+                .env("KONTTI_UDP_ECHO", "1")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 64];
+        for _ in 0..25 {
+            client.send_to(b"ping", "127.0.0.1:18483").unwrap();
+            if let Ok(n) = client.recv(&mut buf) {
+                got = buf[..n].to_vec();
+                break;
+            }
+        }
+        assert_eq!(String::from_utf8_lossy(&got), "pong:ping");
+        network::detach(r, &a.id).unwrap();
+        network::networks(r).unwrap().remove("bridge").unwrap();
+    }
+    leaks.assert_clean();
+}
