@@ -1,7 +1,9 @@
 //! Build compatibility: every case in `tests/build-compat/` (a Dockerfile and
-//! its context, one directory per case) is built by `kontti build` and by
-//! Debian's `buildah bud --format docker --layers`, from the same busybox base
-//! image, and the two results must give the same image.
+//! its context, one directory per case; an optional `build-args` file holds
+//! one `K=V` per line for `--build-arg`, an optional `target` file the stage
+//! for `--target`) is built by `kontti build` and by Debian's `buildah bud
+//! --format docker --layers`, from the same busybox base image, and the two
+//! results must give the same image.
 //!
 //! Both images are exported as docker-archives (`kontti build -o
 //! type=docker,dest=FILE`, checked to hold the image the build tagged;
@@ -66,6 +68,7 @@ const CASES: &[&str] = &[
     "shell-env",
     "single-stage",
     "stage-inherit",
+    "target-stage",
     "user-workdir",
     "whiteouts",
 ];
@@ -220,12 +223,16 @@ fn compat(name: &str) {
     require_runc();
     let case = corpus_dir().join(name);
     let dockerfile = case.join("Dockerfile");
-    let build_args: Vec<String> = fs::read_to_string(case.join("build-args"))
+    let mut build_args: Vec<String> = fs::read_to_string(case.join("build-args"))
         .unwrap_or_default()
         .lines()
         .filter(|l| !l.trim().is_empty())
         .map(|l| format!("--build-arg={}", l.trim()))
         .collect();
+    // A `target` file names the stage to build (`--target`).
+    if let Ok(target) = fs::read_to_string(case.join("target")) {
+        build_args.push(format!("--target={}", target.trim()));
+    }
     let tag = format!("compat/{name}:latest");
     let work = tempfile::Builder::new()
         .prefix("kontti-build-compat-")
@@ -356,6 +363,7 @@ compat_cases! {
     buildah_shell_env => "shell-env",
     buildah_single_stage => "single-stage",
     buildah_stage_inherit => "stage-inherit",
+    buildah_target_stage => "target-stage",
     buildah_user_workdir => "user-workdir",
     buildah_whiteouts => "whiteouts",
 }
