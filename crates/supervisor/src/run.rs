@@ -142,8 +142,6 @@ pub fn main(args: RunArgs) -> i32 {
     match setup(&args, &pid_file, &socket) {
         Ok((pump, init)) => supervise(&args, pump, init, &mut ready, &pid_file, &socket),
         Err(e) => {
-            let _ = std::fs::remove_file(&socket);
-            let _ = std::fs::remove_file(&pid_file);
             ready.send(&Readiness::failed(e.to_string(), e.kind()));
             1
         }
@@ -161,14 +159,11 @@ fn setup(args: &RunArgs, pid_file: &Path, socket: &Path) -> Result<(Pump, i32), 
         .map_err(io_err("subreaper", Path::new("/")))?;
     let sfd = rproc::signalfd(&pump::SIGNALS).map_err(io_err("signalfd", Path::new("/")))?;
     std::fs::create_dir_all(&args.state_dir).map_err(io_err("state directory", &args.state_dir))?;
-    std::fs::write(pid_file, rproc::getpid().to_string()).map_err(io_err("pid file", pid_file))?;
-    // a previous run's exit record is not this one's
-    let _ = std::fs::remove_file(args.state_dir.join(EXIT_FILE));
     let max_files = args.log_max_files.unwrap_or(1);
     let log = LogWriter::open(&args.log_path, args.log_max_size, max_files)?;
-    let listener = listen(socket)?;
-    let mut pump = Pump::new(sfd, listener, Some(log)).map_err(io_err("socket", socket))?;
 
+    // the container first: if its id is taken (a live supervisor of the
+    // same container), nothing of that supervisor's is touched
     let console = args.state_dir.join(CONSOLE_SOCKET);
     let prepared = stdio::Prepared::new(args.tty, args.stdin, &console)?;
     let console_short = ShortPath::new(&console).map_err(io_err("console socket", &console))?;
@@ -194,18 +189,27 @@ fn setup(args: &RunArgs, pid_file: &Path, socket: &Path) -> Result<(Pump, i32), 
     let init = created.record.pid;
     // unlock the runtime's state for start, kill and delete
     drop(created);
-    let io = match prepared.finish(&console) {
-        Ok(io) => io,
+    let after = (|| {
+        let io = prepared.finish(&console)?;
+        std::fs::write(pid_file, rproc::getpid().to_string())
+            .map_err(io_err("pid file", pid_file))?;
+        // a previous run's exit record is not this one's
+        let _ = std::fs::remove_file(args.state_dir.join(EXIT_FILE));
+        let listener = listen(socket)?;
+        let mut pump = Pump::new(sfd, listener, Some(log)).map_err(io_err("socket", socket))?;
+        pump.set_stdio(io)
+            .map_err(io_err("stdio", Path::new("/dev/null")))?;
+        Ok(pump)
+    })();
+    match after {
+        Ok(pump) => Ok((pump, init)),
         Err(e) => {
             let _ = ops::delete(&args.runtime_root, &args.id, true);
-            return Err(e);
+            let _ = std::fs::remove_file(socket);
+            let _ = std::fs::remove_file(pid_file);
+            Err(e)
         }
-    };
-    if let Err(e) = pump.set_stdio(io) {
-        let _ = ops::delete(&args.runtime_root, &args.id, true);
-        return Err(io_err("stdio", Path::new("/dev/null"))(e));
     }
-    Ok((pump, init))
 }
 
 fn supervise(

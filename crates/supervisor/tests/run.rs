@@ -91,6 +91,25 @@ fn a_container_killed_before_it_was_started_reports_the_kill() {
 }
 
 #[test]
+fn a_second_supervisor_for_a_running_container_fails_without_touching_the_first() {
+    let mut w = World::new("twice", &["sleep", "1000"]);
+    let c = w.command();
+    w.start(&c);
+    let e = c.spawn().expect_err("the id is taken");
+    assert_eq!(e.kind(), kontti_core::ErrorKind::AlreadyExists, "{e}");
+    assert!(
+        w.socket().exists(),
+        "the first supervisor's socket is intact"
+    );
+    assert!(w.state_dir().join("supervisor.pid").exists());
+    let mut client = w.attach();
+    kontti_runtime::ops::kill(&w.runtime_root(), &w.id, libc::SIGKILL, false).expect("kill");
+    assert_eq!(common::collect(&mut client).2, Some(137));
+    assert_eq!(w.wait_exit().exit_code, 137);
+    w.assert_clean();
+}
+
+#[test]
 fn the_supervisor_outlives_its_spawner_and_ignores_sigterm() {
     // pid 1 of a namespace gets no signal it has no handler for
     let script = "trap 'exit 7' TERM; while true; do sleep 0.05; done";
@@ -163,6 +182,14 @@ fn a_bundle_that_cannot_start_reports_an_error_and_leaves_nothing() {
     let e = c.spawn().expect_err("must fail");
     assert!(e.to_string().contains("missing-bundle"), "{e}");
     assert_eq!(e.kind(), kontti_core::ErrorKind::NotFound);
+    w.assert_clean();
+
+    // a log that cannot be opened
+    let mut w = World::new("nolog", &["true"]);
+    let mut c = w.command();
+    c.log_path = w.root.path().join("no/dir/container.log");
+    let e = c.spawn().expect_err("must fail");
+    assert!(e.to_string().contains("no/dir/container.log"), "{e}");
     w.assert_clean();
 
     // a bad command line is refused before anything happens
