@@ -654,23 +654,46 @@ fn network_outbound_nat_reaches_an_outside_namespace() {
 fn network_restore_brings_networks_back_after_a_simulated_reboot() {
     let root = root_with("10.252.0.0/24");
     let r = root.path();
+    let mut settings = Settings::load(r).unwrap();
+    settings.pool = Some(vec![
+        "10.252.0.0/24".parse().unwrap(),
+        "10.252.1.0/24".parse().unwrap(),
+    ]);
+    settings.store(r).unwrap();
     let leaks = Leaks::snapshot(r);
     {
         let a = Container::new(r, "alpha");
         let _t = Teardown(r, vec![a.id.clone()]);
         network::attach(r, &a.request("alpha", NetworkMode::Bridge)).unwrap();
+        let spec = kontti_net::NetworkSpec {
+            name: "spare".into(),
+            ..Default::default()
+        };
+        let spare = network::create(r, &spec, None).unwrap();
         let state = network::networks(r).unwrap().inspect("bridge").unwrap();
         // What a reboot takes: the namespace (its pin file stays, empty),
         // the bridge, the DNS responder and kontti's nft table.
         sh(&format!("umount {}", a.netns.display()));
         sh(&format!("ip link del {}", state.info.bridge));
         sh(&format!("kill -9 {}", state.dns_pid.unwrap()));
+        sh(&format!("ip link del {}", spare.info.bridge));
+        sh(&format!("kill -9 {}", spare.dns_pid.unwrap()));
         sh(&format!(
             "nft delete table ip kontti-e{}",
             std::process::id()
         ));
 
-        assert_eq!(network::restore(r).unwrap(), vec!["bridge".to_owned()]);
+        assert_eq!(
+            network::restore(r).unwrap(),
+            vec!["bridge".to_owned(), "spare".to_owned()]
+        );
+        let spare_now = network::networks(r).unwrap().inspect("spare").unwrap();
+        assert_eq!(spare_now.info.subnet, spare.info.subnet);
+        assert!(
+            Path::new("/sys/class/net")
+                .join(&spare_now.info.bridge)
+                .exists()
+        );
         let now = network::networks(r).unwrap().inspect("bridge").unwrap();
         assert!(now.endpoints.is_empty(), "the dead endpoint is dropped");
         assert_eq!(now.info.subnet, state.info.subnet);
@@ -686,6 +709,7 @@ fn network_restore_brings_networks_back_after_a_simulated_reboot() {
         let out = b.ok(&["nslookup", "beta", "10.252.0.1"]);
         assert!(out.contains("10.252.0.2"), "{out}");
         network::detach(r, &b.id).unwrap();
+        network::networks(r).unwrap().remove("spare").unwrap();
         network::networks(r).unwrap().remove("bridge").unwrap();
     }
     leaks.assert_clean();
