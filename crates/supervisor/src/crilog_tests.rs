@@ -228,3 +228,29 @@ fn follower_sees_appends_across_rotation() {
     let mut g = Follower::at_end(&p).unwrap();
     assert!(g.poll().unwrap().is_empty());
 }
+
+#[test]
+fn random_lines_parse_or_are_refused_without_panics() {
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let valid = b"2026-11-29T17:00:00.123456789Z stdout F hello";
+    for _ in 0..5000 {
+        let mut line = valid.to_vec();
+        // mutate a few bytes of a valid line, or cut it
+        for _ in 0..(next() % 4) {
+            let i = (next() as usize) % line.len();
+            line[i] = next() as u8;
+        }
+        line.truncate((next() as usize) % (line.len() + 1));
+        if let Some(l) = LogLine::parse(&line) {
+            // what parses encodes back to a line that parses the same
+            let enc = l.encode();
+            assert_eq!(LogLine::parse(&enc[..enc.len() - 1]), Some(l));
+        }
+    }
+}

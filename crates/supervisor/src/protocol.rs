@@ -378,6 +378,38 @@ mod tests {
         );
     }
 
+    /// Random bytes never make the decoder panic or return a frame over
+    /// the limit, and it never holds more than one frame's worth of input
+    /// it could not judge.
+    #[test]
+    fn random_input_is_handled_without_panics() {
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..2000 {
+            let len = (next() % 64) as usize;
+            let mut bytes: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            // small channels and lengths now and then, so frames do complete
+            if len >= 5 && next() % 2 == 0 {
+                bytes[0] %= 6;
+                bytes[1..4].fill(0);
+                bytes[4] %= 16;
+            }
+            let mut d = Decoder::default();
+            d.push(&bytes);
+            while let Ok(Some(f)) = d.next_frame() {
+                if let Frame::Stdin(p) | Frame::Stdout(p) | Frame::Stderr(p) = f {
+                    assert!(p.len() <= MAX_PAYLOAD);
+                }
+            }
+            let _ = read_frame(&mut bytes.as_slice());
+        }
+    }
+
     #[test]
     fn oversized_and_malformed_frames_are_refused() {
         let big = vec![0u8; MAX_PAYLOAD + 1];

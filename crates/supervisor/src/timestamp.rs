@@ -52,7 +52,10 @@ impl Timestamp {
         }
         let offset = match &s[i..] {
             "Z" | "z" => 0,
-            o if o.len() == 6 && (o.starts_with('+') || o.starts_with('-')) && &o[3..4] == ":" => {
+            o if o.len() == 6
+                && (o.starts_with('+') || o.starts_with('-'))
+                && o.as_bytes()[3] == b':' =>
+            {
                 let oh = num(i + 1..i + 3)?;
                 let om = num(i + 4..i + 6)?;
                 let v = oh * 3600 + om * 60;
@@ -167,6 +170,25 @@ mod tests {
             Timestamp::parse("2024-02-29T00:00:00Z").map(|t| t.to_string()),
             Some("2024-02-29T00:00:00.000000000Z".to_owned())
         );
+    }
+
+    #[test]
+    fn random_mutations_never_panic() {
+        let valid = "2026-11-29T19:00:00.5+02:00".as_bytes();
+        let mut x: u64 = 0x1234_5678_9abc_def1;
+        for _ in 0..20000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let mut b = valid.to_vec();
+            let n = b.len();
+            b[(x as usize) % n] = (x >> 32) as u8;
+            b[((x >> 8) as usize) % n] = (x >> 40) as u8;
+            if let Ok(s) = String::from_utf8(b) {
+                let _ = Timestamp::parse(&s);
+            }
+        }
+        assert_eq!(Timestamp::parse("2026-11-29T19:00:00.5+0é:0"), None);
     }
 
     #[test]
