@@ -104,7 +104,7 @@ fn is_whiteout(md: &Metadata) -> bool {
     md.file_type().is_char_device() && md.rdev() == 0
 }
 
-fn is_opaque(dir: &Path) -> bool {
+pub(crate) fn is_opaque(dir: &Path) -> bool {
     let mut buf = [0u8; 4];
     matches!(
         rustix::fs::lgetxattr(dir, "trusted.overlay.opaque", &mut buf),

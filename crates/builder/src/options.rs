@@ -71,6 +71,9 @@ pub struct BuildOptions {
     pub runtime: PathBuf,
     /// Downloads for ADD of a URL; without one such an ADD fails clearly.
     pub fetch: Option<UrlFetcher>,
+    /// A resolv.conf bind-mounted (read-only) into RUN steps on the host's
+    /// network; `None`: RUN steps get none (no name resolution).
+    pub resolv_conf: Option<PathBuf>,
     /// Where progress goes.
     pub progress: Arc<dyn Progress>,
 }
@@ -107,6 +110,7 @@ impl BuildOptions {
             source_date_epoch: None,
             runtime: find_runtime(),
             fetch: None,
+            resolv_conf: None,
             progress: Arc::new(Quiet),
         }
     }

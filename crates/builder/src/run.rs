@@ -63,6 +63,7 @@ pub(crate) struct RunStep<'a> {
     pub workdir: &'a str,
     pub context: &'a BuildContext,
     pub secrets: &'a BTreeMap<String, PathBuf>,
+    pub resolv_conf: Option<&'a Path>,
     /// The mounted trees of `--mount from=` stages and images, by value.
     pub from_trees: &'a BTreeMap<String, PathBuf>,
     pub progress: &'a Arc<dyn Progress>,
@@ -169,6 +170,20 @@ pub(crate) fn run(
         json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]}),
         json!({"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]}),
     ];
+    // Name resolution: a hosts file of our own, and the caller's resolv.conf
+    // on the host's network. Both are bind mounts, never part of the layer.
+    let hosts = ws.dir().join("hosts");
+    fs::write(
+        &hosts,
+        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\tkontti-build\n",
+    )
+    .map_err(|e| BuildError::io("write", &hosts, e))?;
+    mounts.push(json!({"destination": "/etc/hosts", "type": "bind", "source": hosts, "options": ["bind", "ro"]}));
+    if let Some(resolv) = step.resolv_conf
+        && step.run.network != Some(NetworkMode::None)
+    {
+        mounts.push(json!({"destination": "/etc/resolv.conf", "type": "bind", "source": resolv, "options": ["bind", "ro"]}));
+    }
     for (i, mnt) in step.run.mounts.iter().enumerate() {
         if let Some(v) = run_mount(m, ws, step, i, mnt, &ids, &mut env)? {
             mounts.push(v);
@@ -179,10 +194,26 @@ pub(crate) fn run(
         .filter_map(|v| v["destination"].as_str().map(str::to_string))
         .collect();
     let mut created: Vec<String> = Vec::new();
+    // Existing directories that the runtime's new mount points will make
+    // overlay copy up, with their metadata: they leave the layer again if
+    // nothing else changed them.
+    let mut parents: Vec<(String, (u32, u32, u32))> = Vec::new();
     for d in &dests {
-        for p in with_ancestors(d) {
-            if !created.contains(&p) && !exists_in_root(&rootfs, &p) {
+        let chain = with_ancestors(d);
+        if chain.iter().all(|p| exists_in_root(&rootfs, p)) {
+            continue;
+        }
+        for p in chain {
+            if created.contains(&p) || parents.iter().any(|(q, _)| *q == p) {
+                continue;
+            }
+            if !exists_in_root(&rootfs, &p) {
                 created.push(p);
+            } else if let Ok(md) = fs::symlink_metadata(rootfs.join(p.trim_start_matches('/')))
+                && md.is_dir()
+            {
+                use std::os::unix::fs::MetadataExt;
+                parents.push((p, (md.mode(), md.uid(), md.gid())));
             }
         }
     }
@@ -224,7 +255,7 @@ pub(crate) fn run(
     // The config may hold a secret (`env=`): it goes as soon as it is used.
     let _ = fs::remove_file(&config_path);
     result?;
-    remove_created(ws, &created)
+    remove_created(ws, &created, &parents)
 }
 
 fn write_private(path: &Path, data: &[u8]) -> Result<(), BuildError> {
@@ -318,7 +349,11 @@ fn spawn(m: &Machine, ws: &Workspace<'_>, step: &RunStep<'_>) -> Result<(), Buil
 
 /// Removes the mount points the runtime created (empty files and
 /// directories) from the upper directory, deepest first.
-fn remove_created(ws: &Workspace<'_>, created: &[String]) -> Result<(), BuildError> {
+fn remove_created(
+    ws: &Workspace<'_>,
+    created: &[String],
+    parents: &[(String, (u32, u32, u32))],
+) -> Result<(), BuildError> {
     if created.is_empty() {
         return Ok(());
     }
@@ -333,6 +368,22 @@ fn remove_created(ws: &Workspace<'_>, created: &[String]) -> Result<(), BuildErr
                 let _ = fs::remove_file(&path);
             }
             _ => {}
+        }
+    }
+    let mut parents: Vec<&(String, (u32, u32, u32))> = parents.iter().collect();
+    parents.sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
+    for (p, meta) in parents {
+        use std::os::unix::fs::MetadataExt;
+        let path = upper.join(p.trim_start_matches('/'));
+        let Ok(md) = fs::symlink_metadata(&path) else {
+            continue;
+        };
+        // Only a bare copy-up: empty, same mode and owner as below.
+        if md.is_dir()
+            && (md.mode(), md.uid(), md.gid()) == *meta
+            && !crate::layer::is_opaque(&path)
+        {
+            let _ = fs::remove_dir(&path); // only when empty
         }
     }
     Ok(())

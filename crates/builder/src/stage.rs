@@ -484,6 +484,7 @@ fn execute(
                     workdir: &workdir,
                     context: &b.context,
                     secrets: &b.options.secrets,
+                    resolv_conf: b.options.resolv_conf.as_deref(),
                     from_trees: &trees,
                     progress: &b.options.progress,
                 },

@@ -202,3 +202,47 @@ fn heredocs_in_run_and_copy() {
     );
     k.assert_clean();
 }
+
+#[test]
+fn run_steps_get_hosts_and_resolv_conf_without_them_entering_layers() {
+    let k = Kontti::new();
+    let resolv = k.dir.path().join("resolv.conf");
+    // A resolver address nothing listens on: the test resolves nothing.
+    fs::write(&resolv, "nameserver 127.0.0.153\n").unwrap();
+    let ctx = k.context(
+        "ctx",
+        "FROM busybox\nRUN cat /etc/hosts > /hosts.txt && cat /etc/resolv.conf > /resolv.txt\n\
+         RUN --network=none test ! -s /etc/resolv.conf && echo none > /none.txt\n",
+        &[],
+    );
+    let mut c = k.cmd();
+    c.env("KONTTI_BUILD_RESOLV_CONF", &resolv)
+        .args(["build", "-q", "-t", "names"])
+        .arg(&ctx);
+    let out = k.run_cmd(c);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = k.flatten("names");
+    assert!(
+        fs::read_to_string(r.path().join("hosts.txt"))
+            .unwrap()
+            .contains("127.0.0.1\tlocalhost")
+    );
+    assert_eq!(
+        fs::read_to_string(r.path().join("resolv.txt")).unwrap(),
+        "nameserver 127.0.0.153\n"
+    );
+    assert!(r.path().join("none.txt").exists());
+    assert!(!r.path().join("etc/hosts").exists() && !r.path().join("etc/resolv.conf").exists());
+    for n in [-2, -1] {
+        let entries = k.layer_entries("names", n);
+        assert!(
+            !entries.iter().any(|e| e.starts_with("etc")),
+            "a RUN layer holds {entries:?}"
+        );
+    }
+    k.assert_clean();
+}

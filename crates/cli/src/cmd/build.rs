@@ -219,6 +219,13 @@ pub fn run(ctx: &Context, cmd: BuildCommand) -> anyhow::Result<i32> {
         _ => None,
     };
     options.fetch = Some(fetcher());
+    // RUN steps on the host's network resolve names with the host's
+    // resolv.conf; KONTTI_BUILD_RESOLV_CONF names another file, or `none`.
+    options.resolv_conf = match std::env::var_os("KONTTI_BUILD_RESOLV_CONF") {
+        Some(v) if v == "none" || v.is_empty() => None,
+        Some(v) => Some(PathBuf::from(v)),
+        None => Some(PathBuf::from("/etc/resolv.conf")).filter(|p| p.is_file()),
+    };
     options.progress = Arc::new(Stderr {
         quiet,
         lock: Mutex::new(()),

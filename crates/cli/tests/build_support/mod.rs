@@ -53,6 +53,8 @@ impl Kontti {
         c.arg("--root").arg(self.root());
         c.env("KONTTI_RUNC", runtime());
         c.env_remove("SOURCE_DATE_EPOCH");
+        // Never the host's resolver in a test's RUN steps.
+        c.env("KONTTI_BUILD_RESOLV_CONF", "none");
         c
     }
 
