@@ -4,6 +4,7 @@
 
 mod container_support;
 
+use std::process::Command;
 use std::time::Duration;
 
 use container_support::Kontti;
@@ -13,7 +14,11 @@ fn ps_rename_pause_restart_wait_attach_prune() {
     let k = Kontti::new();
     let a = k.run_detached(
         &["--name", "alpha", "--label", "tier=web"],
-        &["sh", "-c", "trap 'exit 3' TERM; while true; do sleep 0.1; done"],
+        &[
+            "sh",
+            "-c",
+            "trap 'exit 3' TERM; while true; do sleep 0.1; done",
+        ],
     );
     k.run_detached(&["--name", "beta"], &["sh", "-c", "exit 4"]);
     k.wait_for("beta", Duration::from_secs(5), |v| {
@@ -88,5 +93,73 @@ fn ps_rename_pause_restart_wait_attach_prune() {
     let pruned = k.ok(&["container", "prune", "-f"]);
     assert!(pruned.contains("Total reclaimed containers: 3"), "{pruned}");
     assert_eq!(k.ok(&["ps", "-aq"]), "");
+    k.finish();
+}
+
+/// What a reboot takes away: every process and mount of the test's containers.
+fn simulate_reboot(k: &Kontti) {
+    for id in k.ok(&["ps", "-q", "--no-trunc"]).lines() {
+        let rec: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(k.root().join("containers").join(id).join("container.json")).unwrap(),
+        )
+        .unwrap();
+        let sup = rec["state"]["supervisorPid"].as_i64().unwrap();
+        assert!(sup > 0);
+        Command::new("kill")
+            .args(["-9", &sup.to_string()])
+            .status()
+            .unwrap();
+        let procs = format!(
+            "/sys/fs/cgroup/pids/kontti/{}/{id}/cgroup.procs",
+            k.cgroup_parent
+        );
+        for pid in std::fs::read_to_string(&procs).unwrap().lines() {
+            Command::new("kill").args(["-9", pid]).status().unwrap();
+        }
+    }
+    let dir = k.dir.path().to_string_lossy().into_owned();
+    let mut mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4).map(str::to_owned))
+        .filter(|m| m.starts_with(&dir))
+        .collect();
+    mounts.reverse();
+    for m in mounts {
+        Command::new("umount").args(["-l", &m]).status().unwrap();
+    }
+}
+
+#[test]
+fn container_restore_after_a_reboot_starts_what_the_policy_asks() {
+    let k = Kontti::new();
+    k.run_detached(
+        &["--name", "keep", "--restart", "always"],
+        &["sleep", "300"],
+    );
+    k.run_detached(&["--name", "gone", "--restart", "no"], &["sleep", "300"]);
+    k.run_detached(
+        &["--name", "parked", "--restart", "unless-stopped"],
+        &["sleep", "300"],
+    );
+    k.ok(&["stop", "-t", "0", "parked"]);
+    let old_pid = k.inspect("keep")["State"]["Pid"].clone();
+    simulate_reboot(&k);
+
+    let out = k.ok(&["container", "restore"]);
+    assert_eq!(out, "keep\n");
+    let v = k.inspect("keep");
+    assert_eq!(v["State"]["Status"], "running");
+    assert_ne!(v["State"]["Pid"], old_pid);
+    assert_eq!(k.inspect("gone")["State"]["Status"], "exited");
+    assert_eq!(k.inspect("parked")["State"]["Status"], "exited");
+    // running it again changes nothing
+    assert_eq!(k.ok(&["container", "restore"]), "");
+    assert_eq!(k.inspect("keep")["State"]["Pid"], v["State"]["Pid"]);
+    let stats = k.ok(&["stats", "--no-stream", "keep"]);
+    assert!(
+        stats.contains("keep") && stats.lines().count() == 2,
+        "{stats}"
+    );
     k.finish();
 }

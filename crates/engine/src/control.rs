@@ -172,6 +172,9 @@ impl Engine {
             Ok(()) | Err(kontti_runtime::RuntimeError::NotFound(_)) => {}
             Err(e) => tracing::warn!(error = %e, "runtime delete"),
         }
+        if let Some(parent) = &rec.options.cgroup_parent {
+            prune_cgroup_parent(parent);
+        }
         let sn = self.snapshotter()?;
         match sn.remove(&rec.snapshot) {
             Ok(()) | Err(kontti_image::snapshot::SnapshotError::NotFound(_)) => {}
@@ -285,5 +288,53 @@ impl Engine {
             }
         }
         Ok(removed)
+    }
+
+    /// Resource use of a running container's cgroup.
+    pub fn stats(&self, what: &str) -> Result<kontti_runtime::cgroups::CgroupStats> {
+        let id = self.containers().resolve(what)?;
+        let rec = self.view(self.containers().load(&id)?);
+        if !rec.state.status.is_live() {
+            return Err(EngineError::WrongState {
+                id: rec.name,
+                status: rec.state.status.to_string(),
+                reason: "it is not running",
+            });
+        }
+        let info = kontti_runtime::ops::state(&self.runtime_root(), &id)?;
+        let cg = info.record.cgroup.ok_or_else(|| {
+            EngineError::Unsupported(format!("container {} has no cgroup", rec.name))
+        })?;
+        cg.stats()
+            .map_err(|e| EngineError::Runtime(kontti_runtime::RuntimeError::from(e)))
+    }
+}
+
+/// Removes the `--cgroup-parent` directories once no container uses them:
+/// the runtime removes a parent only with the container that created it,
+/// which may not be the last one in it. Best effort: a parent in use
+/// (`EBUSY`, `ENOTEMPTY`) stays, and only relative parents (below
+/// `kontti/`) are touched.
+fn prune_cgroup_parent(parent: &str) {
+    // only below kontti's own parent: an absolute parent belongs to whoever made it
+    let rel = parent.trim_end_matches('/');
+    if rel.is_empty() || rel.starts_with('/') || rel.split('/').any(|c| c == ".." || c == ".") {
+        return;
+    }
+    let base = std::path::Path::new("/sys/fs/cgroup");
+    let prefix = std::path::PathBuf::from(kontti_runtime::cgroups::DEFAULT_PARENT);
+    let mut roots = vec![base.to_owned()];
+    if let Ok(rd) = std::fs::read_dir(base) {
+        roots.extend(rd.flatten().map(|e| e.path()).filter(|p| p.is_dir()));
+    }
+    for root in roots {
+        // deepest first: a/b/c, a/b, a
+        let comps: Vec<&str> = rel.split('/').collect();
+        for n in (1..=comps.len()).rev() {
+            let dir = root.join(&prefix).join(comps[..n].join("/"));
+            if std::fs::remove_dir(&dir).is_err() {
+                break;
+            }
+        }
     }
 }

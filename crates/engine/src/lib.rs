@@ -23,11 +23,13 @@ pub mod logs;
 pub mod network;
 pub mod options;
 pub mod ps;
+pub mod restore;
 pub mod spec;
 pub mod user;
 pub mod volume;
 
 pub use container::{ContainerRecord, ContainerState, Containers, Status};
 pub use error::{EngineError, Result};
+pub use kontti_runtime::cgroups::CgroupStats;
 pub use lifecycle::{CreateRequest, Engine};
 pub use options::{RestartPolicy, RunOptions};

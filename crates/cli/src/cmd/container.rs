@@ -55,6 +55,8 @@ pub enum ContainerCommand {
     Exec(ExecArgs),
     /// Show a container's processes.
     Top(OneArgs),
+    /// Show running containers' CPU, memory and process counts.
+    Stats(StatsArgs),
     /// Show a container's published ports.
     Port(OneArgs),
     /// Rename a container.
@@ -80,6 +82,8 @@ pub enum ContainerSub {
     Rm(RmArgs),
     /// Show details of containers as JSON.
     Inspect(NamesArgs),
+    /// After a reboot: start again the containers whose restart policy says so.
+    Restore,
     /// Record a container's exit and apply its restart policy (run by its supervisor).
     #[command(hide = true)]
     Cleanup(CleanupArgs),
@@ -207,6 +211,16 @@ pub struct ExecArgs {
     command: Vec<String>,
 }
 
+/// `stats`.
+#[derive(Args)]
+pub struct StatsArgs {
+    /// Print one sample and exit.
+    #[arg(long = "no-stream")]
+    no_stream: bool,
+    /// Containers (default: every running one).
+    containers: Vec<String>,
+}
+
 /// `ps`.
 #[derive(Args)]
 pub struct PsArgs {
@@ -261,7 +275,7 @@ pub struct CleanupArgs {
     id: String,
 }
 
-fn engine(ctx: &Context) -> anyhow::Result<Engine> {
+pub(super) fn engine(ctx: &Context) -> anyhow::Result<Engine> {
     let exe = std::env::current_exe().context("locating the kontti binary")?;
     let root = std::path::absolute(&ctx.root).unwrap_or_else(|_| ctx.root.clone());
     Ok(Engine::open(&root)?.with_exit_command(
@@ -396,6 +410,21 @@ fn dispatch(ctx: &Context, cmd: ContainerCommand) -> anyhow::Result<i32> {
             }
             println!("Total reclaimed containers: {}", removed.len());
             Ok(0)
+        }
+        ContainerCommand::Stats(a) => show::stats(ctx, a),
+        ContainerCommand::Container(ContainerSub::Restore) => {
+            let mut failed = 0;
+            for r in engine(ctx)?.restore()? {
+                match r.outcome {
+                    Ok(true) => println!("{}", r.name),
+                    Ok(false) => {}
+                    Err(e) => {
+                        eprintln!("kontti: restore {}: {e}", r.name);
+                        failed = 125;
+                    }
+                }
+            }
+            Ok(failed)
         }
         ContainerCommand::Container(ContainerSub::Cleanup(a)) => {
             engine(ctx)?.cleanup(&a.id)?;

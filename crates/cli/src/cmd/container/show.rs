@@ -7,7 +7,7 @@ use std::io::Write;
 use kontti_engine::ps::{self, Filter};
 use kontti_engine::{EngineError, Status};
 
-use super::{LogsArgs, PsArgs, engine};
+use super::{LogsArgs, PsArgs, StatsArgs, engine};
 use crate::cmd::Context;
 
 pub(super) fn ps(ctx: &Context, a: PsArgs) -> anyhow::Result<i32> {
@@ -178,4 +178,75 @@ pub(super) fn logs(ctx: &Context, a: LogsArgs) -> anyhow::Result<i32> {
         w.flush()
     })?;
     Ok(0)
+}
+
+fn mib(b: Option<u64>) -> String {
+    b.map_or_else(
+        || "--".to_owned(),
+        |b| format!("{:.1}MiB", b as f64 / 1048576.0),
+    )
+}
+
+pub(super) fn stats(ctx: &Context, a: StatsArgs) -> anyhow::Result<i32> {
+    let e = engine(ctx)?;
+    let ids: Vec<String> = if a.containers.is_empty() {
+        e.list()?
+            .into_iter()
+            .filter(|r| r.state.status.is_live())
+            .map(|r| r.id)
+            .collect()
+    } else {
+        a.containers
+            .iter()
+            .map(|c| e.containers().resolve(c))
+            .collect::<Result<_, _>>()?
+    };
+    let interval = std::time::Duration::from_millis(if a.no_stream { 500 } else { 1000 });
+    let sample = |ids: &[String]| -> anyhow::Result<Vec<(u64, kontti_engine::CgroupStats)>> {
+        ids.iter().map(|id| Ok((now_ns(), e.stats(id)?))).collect()
+    };
+    let mut before = sample(&ids)?;
+    loop {
+        std::thread::sleep(interval);
+        let after = sample(&ids)?;
+        let mut out = std::io::stdout().lock();
+        writeln!(
+            out,
+            "{:<14} {:<20} {:>7} {:>22} {:>6}",
+            "CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "PIDS"
+        )?;
+        for (id, ((t0, s0), (t1, s1))) in ids.iter().zip(before.iter().zip(&after)) {
+            let name = e.inspect(id).map(|r| r.name).unwrap_or_default();
+            let cpu = match (s0.cpu_usage_ns, s1.cpu_usage_ns) {
+                (Some(a), Some(b)) if t1 > t0 => format!(
+                    "{:.2}%",
+                    b.saturating_sub(a) as f64 * 100.0 / (t1 - t0) as f64
+                ),
+                _ => "--".to_owned(),
+            };
+            let mem = format!("{} / {}", mib(s1.memory_usage), mib(s1.memory_limit));
+            let pids = s1
+                .pids_current
+                .map_or_else(|| "--".to_owned(), |p| p.to_string());
+            writeln!(
+                out,
+                "{:<14} {:<20} {:>7} {:>22} {:>6}",
+                &id[..12],
+                name,
+                cpu,
+                mem,
+                pids
+            )?;
+        }
+        if a.no_stream {
+            return Ok(0);
+        }
+        before = after;
+    }
+}
+
+fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
 }
