@@ -184,8 +184,14 @@ pub(crate) fn run(
     {
         mounts.push(json!({"destination": "/etc/resolv.conf", "type": "bind", "source": resolv, "options": ["bind", "ro"]}));
     }
+    // `sharing=locked` cache mounts: held until the step ends.
+    let mut locks: Vec<fs::File> = Vec::new();
     for (i, mnt) in step.run.mounts.iter().enumerate() {
-        if let Some(v) = run_mount(m, ws, step, i, mnt, &ids, &mut env)? {
+        let mut held = Held {
+            env: &mut env,
+            locks: &mut locks,
+        };
+        if let Some(v) = run_mount(m, ws, step, i, mnt, &ids, &mut held)? {
             mounts.push(v);
         }
     }
@@ -389,6 +395,13 @@ fn remove_created(
     Ok(())
 }
 
+/// What `RUN --mount`s add to the step: environment variables (secrets
+/// with `env=`) and locks held until it ends (`sharing=locked`).
+struct Held<'a> {
+    env: &'a mut Vec<String>,
+    locks: &'a mut Vec<fs::File>,
+}
+
 /// The OCI mount for one `RUN --mount`, or `None` (an absent optional
 /// secret).
 fn run_mount(
@@ -398,8 +411,9 @@ fn run_mount(
     i: usize,
     mnt: &RunMount,
     ids: &user::Ids,
-    env: &mut Vec<String>,
+    held: &mut Held<'_>,
 ) -> Result<Option<Value>, BuildError> {
+    let Held { env, locks } = held;
     let ro = |read_only: bool| if read_only { "ro" } else { "rw" };
     match mnt.kind {
         MountType::Bind => {
@@ -458,7 +472,14 @@ fn run_mount(
                 .ok_or_else(|| BuildError::step(step.label, "--mount type=cache needs target="))?;
             let id = mnt.effective_id().unwrap_or_else(|| target.clone());
             let name = hex::encode(sha2::Sha256::digest(id.as_bytes()));
-            let dir = m.cache_mounts.join(name);
+            let dir = m.cache_mounts.join(&name);
+            if mnt.sharing == Some(kontti_build::CacheSharing::Locked) {
+                let path = m.cache_mounts.join(format!("{name}.lock"));
+                let f = fs::File::create(&path).map_err(|e| BuildError::io("create", &path, e))?;
+                rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive)
+                    .map_err(|e| BuildError::io("lock", &path, e.into()))?;
+                locks.push(f);
+            }
             if !dir.exists() {
                 fs::create_dir_all(&dir).map_err(|e| BuildError::io("create", &dir, e))?;
                 let mode = mnt.mode.unwrap_or(0o755);

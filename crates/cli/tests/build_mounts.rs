@@ -246,3 +246,22 @@ fn run_steps_get_hosts_and_resolv_conf_without_them_entering_layers() {
     }
     k.assert_clean();
 }
+
+#[test]
+fn locked_cache_mounts_serialise_parallel_stages() {
+    let k = Kontti::new();
+    let step = "RUN --mount=type=cache,id=shared,target=/c,sharing=locked \
+                test ! -e /c/busy && touch /c/busy && sleep 1 && rm /c/busy && echo ok > /done";
+    let ctx = k.context(
+        "ctx",
+        &format!(
+            "FROM busybox AS a\n{step}\nFROM busybox AS b\n{step}\n\
+             FROM busybox\nCOPY --from=a /done /a\nCOPY --from=b /done /b\n"
+        ),
+        &[],
+    );
+    k.build_ok(&ctx, &["-t", "locked"]);
+    let r = k.flatten("locked");
+    assert!(r.path().join("a").exists() && r.path().join("b").exists());
+    k.assert_clean();
+}
