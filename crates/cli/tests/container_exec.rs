@@ -161,13 +161,13 @@ fn run_flags_reach_the_container() {
         "--env-file", env_file.to_str().unwrap(), "-e", "X=1",
         "-u", "user", "-w", "/tmp", "--ulimit", "nofile=100:200", "--shm-size", "1m",
         "--pids-limit", "20", "--cpus", "0.5", "--device", "/dev/null:/dev/mynull",
-        "--label", "a=b", "--entrypoint", "/bin/sh", "busybox", "-c",
+        "--label", "a=b", "--mount", "type=tmpfs,target=/m,tmpfs-size=2m", "--entrypoint", "/bin/sh", "busybox", "-c",
         "echo $FROM_FILE$X; id -u; id -G; pwd; ulimit -n; df -k /dev/shm | tail -1 | tr -s ' ' | cut -d' ' -f2; \
-         cat /sys/fs/cgroup/pids/pids.max /sys/fs/cgroup/cpu/cpu.cfs_quota_us; ls -l /dev/mynull | cut -c1",
+         cat /sys/fs/cgroup/pids/pids.max /sys/fs/cgroup/cpu/cpu.cfs_quota_us; ls -l /dev/mynull | cut -c1; df -k /m | tail -1 | tr -s ' ' | cut -d' ' -f2",
     ]);
     assert_eq!(
         out,
-        "yes1\n1000\n1000 2000\n/tmp\n100\n1024\n20\n50000\nc\n"
+        "yes1\n1000\n1000 2000\n/tmp\n100\n1024\n20\n50000\nc\n2048\n"
     );
     // --init runs the host's static init as PID 1
     let out = k.ok(&[

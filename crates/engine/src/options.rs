@@ -410,6 +410,84 @@ pub fn parse_volume(s: &str) -> Result<VolumeSpec> {
     })
 }
 
+/// What a `--mount` adds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MountSpec {
+    /// `type=bind` or `type=volume`: as `-v`.
+    Volume(VolumeSpec),
+    /// `type=tmpfs`: as `--tmpfs`.
+    Tmpfs(TmpfsMount),
+}
+
+/// `--mount type=bind|volume|tmpfs,source=...,target=...[,readonly]`
+/// (`src`/`dst`/`destination`, `ro`, `tmpfs-size`, `tmpfs-mode` as docker).
+pub fn parse_mount(s: &str) -> Result<MountSpec> {
+    let bad = |r: &str| EngineError::invalid("--mount", s, r.to_owned());
+    let (mut kind, mut source, mut target, mut readonly) = ("volume", None, None, false);
+    let mut tmpfs_opts = Vec::new();
+    for field in s.split(',') {
+        let (k, v) = match field.split_once('=') {
+            Some((k, v)) => (k, Some(v)),
+            None => (field, None),
+        };
+        match (k, v) {
+            ("type", Some(t @ ("bind" | "volume" | "tmpfs"))) => kind = t,
+            ("type", _) => return Err(bad("type is bind, volume or tmpfs")),
+            ("source" | "src", Some(v)) => source = Some(v.to_owned()),
+            ("target" | "dst" | "destination", Some(v)) => target = Some(v.to_owned()),
+            ("readonly" | "ro", None | Some("true" | "1")) => readonly = true,
+            ("readonly" | "ro", Some("false" | "0")) => readonly = false,
+            ("tmpfs-size", Some(v)) => {
+                tmpfs_opts.push(format!("size={}", parse_bytes("--mount", v)?))
+            }
+            ("tmpfs-mode", Some(v)) if u32::from_str_radix(v, 8).is_ok() => {
+                tmpfs_opts.push(format!("mode={v}"))
+            }
+            _ => return Err(bad(&format!("unknown or malformed field {field:?}"))),
+        }
+    }
+    let target = target.ok_or_else(|| bad("a target is required"))?;
+    if !target.starts_with('/') || target == "/" {
+        return Err(bad("the target must be an absolute path other than /"));
+    }
+    match kind {
+        "tmpfs" => {
+            if source.is_some() {
+                return Err(bad("a tmpfs mount has no source"));
+            }
+            let mut t = parse_tmpfs(&target)?;
+            t.options.extend(tmpfs_opts);
+            if readonly {
+                t.options.push("ro".into());
+            }
+            Ok(MountSpec::Tmpfs(t))
+        }
+        "bind" => {
+            let src = source.ok_or_else(|| bad("a bind mount needs a source"))?;
+            if !src.starts_with('/') {
+                return Err(bad("a bind mount's source must be an absolute path"));
+            }
+            Ok(MountSpec::Volume(VolumeSpec {
+                source: Some(src),
+                destination: target,
+                readonly,
+            }))
+        }
+        _ => {
+            if let Some(src) = &source
+                && (src.starts_with('/') || !crate::container::valid_name(src))
+            {
+                return Err(bad("a volume's source is a volume name"));
+            }
+            Ok(MountSpec::Volume(VolumeSpec {
+                source,
+                destination: target,
+                readonly,
+            }))
+        }
+    }
+}
+
 /// `--tmpfs /run[:size=64m,mode=1777]`.
 pub fn parse_tmpfs(s: &str) -> Result<TmpfsMount> {
     let (dest, opts) = match s.split_once(':') {
@@ -661,6 +739,27 @@ mod tests {
         let d = parse_device("/dev/null:/dev/mynull").unwrap();
         assert_eq!(d.container, "/dev/mynull");
         assert!(parse_device("dev/null").is_err());
+    }
+
+    #[test]
+    fn mounts() {
+        let m = parse_mount("type=bind,source=/srv,target=/data,readonly").unwrap();
+        assert_eq!(
+            m,
+            MountSpec::Volume(VolumeSpec {
+                source: Some("/srv".into()),
+                destination: "/data".into(),
+                readonly: true
+            })
+        );
+        let m = parse_mount("type=volume,src=cache,dst=/cache").unwrap();
+        assert!(matches!(m, MountSpec::Volume(v) if v.source.as_deref() == Some("cache")));
+        let m = parse_mount("type=tmpfs,target=/t,tmpfs-size=1m").unwrap();
+        assert!(matches!(m, MountSpec::Tmpfs(t) if t.options.contains(&"size=1048576".to_owned())));
+        assert!(parse_mount("type=bind,source=rel,target=/x").is_err());
+        assert!(parse_mount("type=nfs,target=/x").is_err());
+        assert!(parse_mount("source=/a").is_err());
+        assert!(parse_mount("type=tmpfs,source=x,target=/t").is_err());
     }
 
     #[test]

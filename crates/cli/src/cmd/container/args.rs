@@ -27,6 +27,9 @@ pub struct CreateArgs {
     /// Mount a host path or a volume: [SOURCE:]DEST[:ro].
     #[arg(short = 'v', long = "volume")]
     pub(super) volume: Vec<String>,
+    /// Mount: type=bind|volume|tmpfs,source=...,target=...[,readonly].
+    #[arg(long)]
+    pub(super) mount: Vec<String>,
     /// Mount a tmpfs: DEST[:OPTIONS].
     #[arg(long)]
     pub(super) tmpfs: Vec<String>,
@@ -209,6 +212,12 @@ pub(super) fn run_options(a: &CreateArgs) -> anyhow::Result<RunOptions> {
         .iter()
         .map(|v| opts::parse_tmpfs(v))
         .collect::<Result<_, _>>()?;
+    for m in &a.mount {
+        match opts::parse_mount(m)? {
+            opts::MountSpec::Volume(v) => o.volumes.push(v),
+            opts::MountSpec::Tmpfs(t) => o.tmpfs.push(t),
+        }
+    }
     o.ulimits = a
         .ulimit
         .iter()
