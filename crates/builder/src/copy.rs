@@ -140,6 +140,10 @@ pub(crate) fn copy(rootfs: &Path, step: &CopyStep<'_>) -> Result<(), BuildError>
                 };
                 fetch(p, &host)
                     .map_err(|e| BuildError::step(label, format!("cannot download {p}: {e}")))?;
+                if let Some(want) = &c.checksum {
+                    verify_checksum(&host, want)
+                        .map_err(|e| BuildError::step(label, format!("{p}: {e}")))?;
+                }
                 let md = fs::metadata(&host).map_err(|e| BuildError::io("stat", &host, e))?;
                 let target = if dest_is_dir {
                     format!("{}/{name}", dest.trim_end_matches('/'))
@@ -162,8 +166,14 @@ pub(crate) fn copy(rootfs: &Path, step: &CopyStep<'_>) -> Result<(), BuildError>
                 };
                 for (host, rel_name) in roots {
                     let md = fs::metadata(&host).map_err(|e| BuildError::io("stat", &host, e))?;
+                    // --parents keeps the source's path under the destination.
+                    let rel_name = if c.parents {
+                        full_rel(&step.source, &host)
+                    } else {
+                        rel_name
+                    };
                     if md.is_dir() {
-                        let base = if dest_is_dir && roots_is_glob(p) {
+                        let base = if (dest_is_dir && roots_is_glob(p)) || c.parents {
                             format!("{}/{rel_name}", dest.trim_end_matches('/'))
                         } else {
                             dest.clone()
@@ -176,7 +186,7 @@ pub(crate) fn copy(rootfs: &Path, step: &CopyStep<'_>) -> Result<(), BuildError>
                     {
                         tars.push(host);
                     } else {
-                        let target = if dest_is_dir || c.dest.ends_with('/') {
+                        let target = if dest_is_dir || c.dest.ends_with('/') || c.parents {
                             format!("{}/{rel_name}", dest.trim_end_matches('/'))
                         } else {
                             dest.clone()
@@ -224,6 +234,37 @@ pub(crate) fn copy(rootfs: &Path, step: &CopyStep<'_>) -> Result<(), BuildError>
                 cause: source,
             }
         })?;
+    }
+    Ok(())
+}
+
+/// The path of a source relative to the context or stage root.
+fn full_rel(source: &Source<'_>, host: &Path) -> String {
+    let root = match source {
+        Source::Context(ctx) => ctx.root(),
+        Source::Tree(tree) => tree,
+    };
+    host.strip_prefix(root)
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// `ADD --checksum=sha256:HEX`: the downloaded file must match.
+fn verify_checksum(path: &Path, want: &str) -> Result<(), String> {
+    use sha2::Digest as _;
+    let Some(hex_want) = want.strip_prefix("sha256:") else {
+        return Err(format!(
+            "--checksum={want}: only sha256: checksums are supported"
+        ));
+    };
+    let mut f = File::open(path).map_err(|e| e.to_string())?;
+    let mut h = sha2::Sha256::new();
+    io::copy(&mut f, &mut h).map_err(|e| e.to_string())?;
+    let got = hex::encode(h.finalize());
+    if got != hex_want.to_ascii_lowercase() {
+        return Err(format!(
+            "checksum mismatch: expected {want}, got sha256:{got}"
+        ));
     }
     Ok(())
 }

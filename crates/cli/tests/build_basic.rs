@@ -151,7 +151,8 @@ fn copy_globs_chown_chmod_and_add_of_a_tar() {
          COPY <<EOF /from-heredoc.txt\nline one\nEOF\n\
          COPY dir/sub/deep.txt /single\n\
          COPY --chmod=u+x,go-r a.txt /symbolic\n\
-         COPY --exclude=*.md --exclude=dir/sub . /filtered/\n",
+         COPY --exclude=*.md --exclude=dir/sub . /filtered/\n\
+         COPY --parents dir/sub/deep.txt a.txt /par/\n",
         &[
             ("a.txt", "a"),
             ("b.txt", "b"),
@@ -207,6 +208,11 @@ fn copy_globs_chown_chmod_and_add_of_a_tar() {
     assert_eq!(md.permissions().mode() & 0o777, 0o700);
     assert!(r.join("filtered/a.txt").exists() && r.join("filtered/dir/x").exists());
     assert!(!r.join("filtered/c.md").exists() && !r.join("filtered/dir/sub").exists());
+    assert_eq!(
+        fs::read_to_string(r.join("par/dir/sub/deep.txt")).unwrap(),
+        "deep"
+    );
+    assert_eq!(fs::read_to_string(r.join("par/a.txt")).unwrap(), "a");
     k.assert_clean();
 }
 

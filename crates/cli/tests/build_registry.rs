@@ -72,9 +72,11 @@ fn push_then_build_from_the_pushed_image_in_another_store() {
     other.assert_clean();
 }
 
-#[test]
-fn add_of_a_url_downloads_it() {
-    let k = Kontti::new();
+const BODY_SHA256: &str = "sha256:be852bb8c5d904abaf8d2cd56de884ebc15929ab177e527c77c02faa13d70c11";
+
+/// An HTTP server on loopback answering one request with a fixed body;
+/// the thread returns the request it read.
+fn serve_once() -> (u16, std::thread::JoinHandle<String>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let server = std::thread::spawn(move || {
@@ -100,9 +102,35 @@ fn add_of_a_url_downloads_it() {
         s.write_all(body).unwrap();
         String::from_utf8_lossy(&got).into_owned()
     });
+    (port, server)
+}
+
+#[test]
+fn add_of_a_url_with_a_wrong_checksum_fails() {
+    let k = Kontti::new();
+    let (port, server) = serve_once();
+    let wrong = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
     let ctx = k.context(
         "ctx",
-        &format!("FROM busybox\nADD http://127.0.0.1:{port}/files/data.txt /srv/\n"),
+        &format!("FROM busybox\nADD --checksum={wrong} http://127.0.0.1:{port}/x /x\n"),
+        &[],
+    );
+    let err = k.build_fails(&ctx, &["-t", "sum"], 5);
+    server.join().unwrap();
+    assert!(
+        err.contains("checksum mismatch") && err.contains(&format!("http://127.0.0.1:{port}/x")),
+        "{err}"
+    );
+    k.assert_clean();
+}
+
+#[test]
+fn add_of_a_url_downloads_it() {
+    let k = Kontti::new();
+    let (port, server) = serve_once();
+    let ctx = k.context(
+        "ctx",
+        &format!("FROM busybox\nADD --checksum={BODY_SHA256} http://127.0.0.1:{port}/files/data.txt /srv/\n"),
         &[],
     );
     k.build_ok(&ctx, &["-t", "url"]);
