@@ -22,6 +22,7 @@
 //! through the caller's [`UrlFetcher`].
 
 mod cache;
+mod chmod;
 mod config;
 mod copy;
 mod error;
