@@ -90,6 +90,28 @@ fn ps_rename_pause_restart_wait_attach_prune() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "late\n");
     assert_eq!(out.status.code(), Some(9));
 
+    // every change left an event
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 1;
+    let events = k.ok(&[
+        "events",
+        "--since",
+        "0",
+        "--until",
+        &now.to_string(),
+        "--filter",
+        &format!("container={}", &a[..12]),
+    ]);
+    let actions: Vec<&str> = events.lines().filter_map(|l| l.split(' ').nth(2)).collect();
+    for want in [
+        "create", "start", "rename", "pause", "unpause", "stop", "kill", "die",
+    ] {
+        assert!(actions.contains(&want), "no {want} event in {events}");
+    }
+
     let pruned = k.ok(&["container", "prune", "-f"]);
     assert!(pruned.contains("Total reclaimed containers: 3"), "{pruned}");
     assert_eq!(k.ok(&["ps", "-aq"]), "");

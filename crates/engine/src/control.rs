@@ -25,6 +25,7 @@ impl Engine {
             });
         }
         kontti_runtime::ops::kill(&self.runtime_root(), &id, signal, false)?;
+        crate::events::record(self.root(), &rec, "kill", &[("signal", signal.to_string())]);
         Ok(())
     }
 
@@ -92,6 +93,7 @@ impl Engine {
         let _lock = self.containers().lock(&id)?;
         let mut rec = self.containers().load(&id)?;
         self.reap_locked(&mut rec)?;
+        crate::events::record(self.root(), &rec, "stop", &[]);
         Ok(rec)
     }
 
@@ -196,6 +198,7 @@ impl Engine {
                 }
             }
         }
+        crate::events::record(self.root(), &rec, "destroy", &[]);
         tracing::info!("removed");
         Ok(id)
     }
@@ -237,7 +240,14 @@ impl Engine {
             kontti_runtime::ops::resume(&self.runtime_root(), &id)?;
         }
         rec.state.status = then;
-        self.containers().save(&rec)
+        self.containers().save(&rec)?;
+        crate::events::record(
+            self.root(),
+            &rec,
+            if pause { "pause" } else { "unpause" },
+            &[],
+        );
+        Ok(())
     }
 
     /// Renames a container.
@@ -257,8 +267,10 @@ impl Engine {
         }
         let _lock = self.containers().lock(&id)?;
         let mut rec = self.containers().load(&id)?;
-        rec.name = new_name.to_owned();
-        self.containers().save(&rec)
+        let old = std::mem::replace(&mut rec.name, new_name.to_owned());
+        self.containers().save(&rec)?;
+        crate::events::record(self.root(), &rec, "rename", &[("oldName", old)]);
+        Ok(())
     }
 
     /// The host pids of a running container's processes.

@@ -17,6 +17,7 @@ pub mod attach;
 pub mod container;
 mod control;
 mod error;
+pub mod events;
 pub mod exec;
 pub mod lifecycle;
 pub mod logs;

@@ -226,6 +226,7 @@ impl Engine {
         let _lock = self.containers.lock(&id)?;
         self.containers.save(&rec)?;
         undo.disarm();
+        crate::events::record(&self.root, &rec, "create", &[]);
         tracing::info!(name = %rec.name, image = %rec.image, "created");
         Ok(rec)
     }
@@ -359,6 +360,7 @@ impl Engine {
                 rec.state.stopped_by_user = false;
                 rec.state.oom_killed = false;
                 self.containers.save(rec)?;
+                crate::events::record(&self.root, rec, "start", &[]);
                 tracing::info!(pid, "started");
                 Ok(())
             }
@@ -483,6 +485,15 @@ impl Engine {
         match ExitRecord::read(&path) {
             Ok(exit) => {
                 apply_exit(&mut rec.state, &exit);
+                if exit.oom_killed {
+                    crate::events::record(&self.root, rec, "oom", &[]);
+                }
+                crate::events::record(
+                    &self.root,
+                    rec,
+                    "die",
+                    &[("exitCode", exit.exit_code.to_string())],
+                );
                 // recorded first, then consumed: a reader sees one or the other
                 self.containers.save(rec)?;
                 let _ = std::fs::remove_file(&path);

@@ -207,7 +207,10 @@ pub fn capabilities(options: &RunOptions) -> Result<Vec<String>> {
 /// `/proc/self/status`); `None` if it cannot be read.
 fn host_bounding_set() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let hex = status.lines().find_map(|l| l.strip_prefix("CapBnd:"))?.trim();
+    let hex = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapBnd:"))?
+        .trim();
     u64::from_str_radix(hex, 16).ok()
 }
 

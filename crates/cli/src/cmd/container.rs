@@ -57,6 +57,8 @@ pub enum ContainerCommand {
     Top(OneArgs),
     /// Show running containers' CPU, memory and process counts.
     Stats(StatsArgs),
+    /// Show what happened to containers (and keep following without --until).
+    Events(EventsArgs),
     /// Show a container's published ports.
     Port(OneArgs),
     /// Rename a container.
@@ -209,6 +211,23 @@ pub struct ExecArgs {
     /// The command and its arguments.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
     command: Vec<String>,
+}
+
+/// `events`.
+#[derive(Args)]
+pub struct EventsArgs {
+    /// Events since this time (RFC 3339, Unix seconds, or 10s/5m/2h ago).
+    #[arg(long)]
+    since: Option<String>,
+    /// Events until this time; then exit.
+    #[arg(long)]
+    until: Option<String>,
+    /// Filter: container=NAME|ID, event=ACTION.
+    #[arg(short = 'f', long)]
+    filter: Vec<String>,
+    /// `json` for one JSON object per line.
+    #[arg(long)]
+    format: Option<String>,
 }
 
 /// `stats`.
@@ -412,6 +431,7 @@ fn dispatch(ctx: &Context, cmd: ContainerCommand) -> anyhow::Result<i32> {
             Ok(0)
         }
         ContainerCommand::Stats(a) => show::stats(ctx, a),
+        ContainerCommand::Events(a) => show::events(ctx, a),
         ContainerCommand::Container(ContainerSub::Restore) => {
             let mut failed = 0;
             for r in engine(ctx)?.restore()? {

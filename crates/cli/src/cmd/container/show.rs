@@ -7,7 +7,7 @@ use std::io::Write;
 use kontti_engine::ps::{self, Filter};
 use kontti_engine::{EngineError, Status};
 
-use super::{LogsArgs, PsArgs, StatsArgs, engine};
+use super::{EventsArgs, LogsArgs, PsArgs, StatsArgs, engine};
 use crate::cmd::Context;
 
 pub(super) fn ps(ctx: &Context, a: PsArgs) -> anyhow::Result<i32> {
@@ -249,4 +249,93 @@ fn now_ns() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64)
+}
+
+pub(super) fn events(ctx: &Context, a: EventsArgs) -> anyhow::Result<i32> {
+    use kontti_engine::events::{self, Event, EventFollower};
+    use kontti_engine::logs::parse_since;
+    let e = engine(ctx)?;
+    let since = a
+        .since
+        .as_deref()
+        .map(parse_since)
+        .transpose()?
+        .map(|t| t.0);
+    let until = a
+        .until
+        .as_deref()
+        .map(parse_since)
+        .transpose()?
+        .map(|t| t.0);
+    let mut wanted: Vec<(String, String)> = Vec::new();
+    for f in &a.filter {
+        match f.split_once('=') {
+            Some((k @ ("container" | "event"), v)) => wanted.push((k.to_owned(), v.to_owned())),
+            _ => {
+                return Err(EngineError::invalid_value(
+                    "--filter",
+                    f,
+                    "use container=NAME|ID or event=ACTION",
+                )
+                .into());
+            }
+        }
+    }
+    let matches = |ev: &Event| {
+        wanted.iter().all(|(k, v)| match k.as_str() {
+            "container" => ev.id.starts_with(v.as_str()) || ev.attributes.get("name") == Some(v),
+            _ => ev.action == *v,
+        })
+    };
+    let json = a.format.as_deref() == Some("json");
+    let print = |ev: &Event| -> anyhow::Result<()> {
+        let mut out = std::io::stdout().lock();
+        if json {
+            writeln!(out, "{}", serde_json::to_string(ev)?)?;
+        } else {
+            let attrs: Vec<String> = ev
+                .attributes
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            let t = kontti_supervisor::Timestamp(ev.time_nano);
+            writeln!(
+                out,
+                "{t} {} {} {} ({})",
+                ev.kind,
+                ev.action,
+                ev.id,
+                attrs.join(", ")
+            )?;
+        }
+        out.flush()?;
+        Ok(())
+    };
+    let mut follower = EventFollower::at_end(e.root());
+    if since.is_some() {
+        for ev in events::read(e.root(), since, until)?
+            .iter()
+            .filter(|ev| matches(ev))
+        {
+            print(ev)?;
+        }
+    }
+    let now = || kontti_supervisor::Timestamp::now().0;
+    if until.is_some_and(|u| u <= now()) {
+        return Ok(0);
+    }
+    loop {
+        for ev in follower.poll()? {
+            if until.is_some_and(|u| ev.time_nano > u) {
+                return Ok(0);
+            }
+            if matches(&ev) {
+                print(&ev)?;
+            }
+        }
+        if until.is_some_and(|u| u <= now()) {
+            return Ok(0);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }
