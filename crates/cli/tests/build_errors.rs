@@ -243,3 +243,31 @@ fn unknown_users_and_paths_leaving_a_source_stage() {
     assert_not_tagged(&k, "bad");
     k.assert_clean();
 }
+
+#[test]
+fn bad_command_line_options() {
+    let k = Kontti::new();
+    let ctx = k.context("ctx", "FROM busybox\n", &[]);
+    let cases: [(&[&str], &str); 6] = [
+        (
+            &["-o", "type=tar,dest=/tmp/x"],
+            "type must be oci or docker",
+        ),
+        (&["-o", "type=oci"], "dest= is missing"),
+        (&["--secret", "id=x"], "src= is missing"),
+        (&["--secret", "src=/etc/hostname"], "id= is missing"),
+        (&["--label", "novalue"], "expected KEY=VALUE"),
+        (&["-t", "Bad Name"], "\"Bad Name\""),
+    ];
+    for (args, message) in cases {
+        let err = k.build_fails(&ctx, args, 5);
+        assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains(message), "{args:?}: {err}");
+    }
+    let missing = k.dir.path().join("no-such-context");
+    let err = k.build_fails(&missing, &[], 5);
+    assert!(err.contains("no-such-context: not a directory"), "{err}");
+    let err = k.build_fails(&ctx, &["-f", "/nonexistent/Dockerfile"], 2);
+    assert!(last_line(&err).contains("/nonexistent/Dockerfile"), "{err}");
+    k.assert_clean();
+}

@@ -7,7 +7,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use clap::{Args, Subcommand, ValueEnum};
 use kontti_builder::{BuildError, BuildOptions, LayerCompression, Progress};
 use kontti_core::ImageRef;
@@ -124,10 +124,19 @@ impl Progress for Stderr {
     }
 }
 
+/// Bad command-line input: an invalid-input error (exit code 5).
+fn invalid(what: &str, reason: String) -> anyhow::Error {
+    BuildError::Step {
+        step: what.to_string(),
+        reason,
+    }
+    .into()
+}
+
 fn key_value(what: &str, s: &str) -> anyhow::Result<(String, String)> {
     match s.split_once('=') {
         Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
-        _ => bail!("{what} {s:?}: expected KEY=VALUE"),
+        _ => Err(invalid(what, format!("{s:?}: expected KEY=VALUE"))),
     }
 }
 
@@ -171,13 +180,16 @@ pub fn run(ctx: &Context, cmd: BuildCommand) -> anyhow::Result<i32> {
     let quiet = a.quiet || a.progress == ProgressMode::Quiet;
     let mut options = BuildOptions::new(&a.context);
     if !a.context.is_dir() {
-        bail!("build context {}: not a directory", a.context.display());
+        return Err(invalid(
+            "build context",
+            format!("{}: not a directory", a.context.display()),
+        ));
     }
     options.dockerfile = a.file.clone();
     for t in &a.tags {
         options
             .tags
-            .push(ImageRef::parse(t).with_context(|| format!("-t {t}"))?);
+            .push(ImageRef::parse(t).map_err(|e| invalid("-t", format!("{t:?}: {e}")))?);
     }
     for arg in &a.build_args {
         match arg.split_once('=') {
@@ -196,11 +208,11 @@ pub fn run(ctx: &Context, cmd: BuildCommand) -> anyhow::Result<i32> {
         let f = fields("--secret", s)?;
         let id = f
             .get("id")
-            .with_context(|| format!("--secret {s:?}: id= is missing"))?;
+            .ok_or_else(|| invalid("--secret", format!("{s:?}: id= is missing")))?;
         let src = f
             .get("src")
             .or_else(|| f.get("source"))
-            .with_context(|| format!("--secret {s:?}: src= is missing"))?;
+            .ok_or_else(|| invalid("--secret", format!("{s:?}: src= is missing")))?;
         options.secrets.insert(id.clone(), PathBuf::from(src));
     }
     options.target = a.target.clone();
@@ -214,7 +226,7 @@ pub fn run(ctx: &Context, cmd: BuildCommand) -> anyhow::Result<i32> {
     options.source_date_epoch = match std::env::var("SOURCE_DATE_EPOCH") {
         Ok(v) if !v.is_empty() => Some(
             v.parse()
-                .with_context(|| format!("SOURCE_DATE_EPOCH={v:?}: not a number"))?,
+                .map_err(|_| invalid("SOURCE_DATE_EPOCH", format!("{v:?} is not a number")))?,
         ),
         _ => None,
     };
@@ -236,11 +248,16 @@ pub fn run(ctx: &Context, cmd: BuildCommand) -> anyhow::Result<i32> {
             let format = match f.get("type").map(String::as_str) {
                 Some("oci") => ArchiveFormat::OciArchive,
                 Some("docker") => ArchiveFormat::DockerArchive,
-                other => bail!("-o {o:?}: type must be oci or docker, not {other:?}"),
+                other => {
+                    return Err(invalid(
+                        "-o",
+                        format!("{o:?}: type must be oci or docker, not {other:?}"),
+                    ));
+                }
             };
             let dest = f
                 .get("dest")
-                .with_context(|| format!("-o {o:?}: dest= is missing"))?;
+                .ok_or_else(|| invalid("-o", format!("{o:?}: dest= is missing")))?;
             Some((format, PathBuf::from(dest)))
         }
         None => None,
