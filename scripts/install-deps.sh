@@ -15,6 +15,7 @@ PACKAGES=(
   python3          # kontti-net crafts a raw Ethernet frame in the loopback-guard test; scripts use it
   curl tar util-linux # the demo waits on the registry with curl; tests use unshare and nsenter
   catatonit        # the static init kontti run --init bind-mounts as PID 1
+  docker.io        # dockerd and its client: the engine benchmark starts its own dockerd beside kontti
 )
 
 missing=()
