@@ -185,3 +185,55 @@ fn container_restore_after_a_reboot_starts_what_the_policy_asks() {
     );
     k.finish();
 }
+
+#[test]
+fn cp_copies_both_ways_and_never_follows_a_symlink_out_of_the_container() {
+    let k = Kontti::new();
+    let host = k.dir.path().join("host");
+    std::fs::create_dir(&host).unwrap();
+    let victim = host.join("victim");
+    let script = format!(
+        "mkdir -p /data/sub && echo one > /data/sub/f && ln -s /etc/passwd /tmp/link && \
+         ln -s {} /tmp/trap && ln -s ../../../../../../.. /tmp/up",
+        victim.display()
+    );
+    k.run_detached(&["--name", "files"], &["sh", "-c", &script]);
+    k.wait_for("files", Duration::from_secs(5), |v| {
+        v["State"]["Status"] == "exited"
+    });
+
+    // out: a directory tree, into an existing directory
+    k.ok(&["cp", "files:/data", host.to_str().unwrap()]);
+    assert_eq!(
+        std::fs::read_to_string(host.join("data/sub/f")).unwrap(),
+        "one\n"
+    );
+    // a symlink comes out as a symlink, its target is not read
+    let out = host.join("link");
+    k.ok(&["cp", "files:/tmp/link", out.to_str().unwrap()]);
+    assert_eq!(
+        std::fs::read_link(&out).unwrap(),
+        std::path::Path::new("/etc/passwd")
+    );
+
+    // in: a file, then read back
+    let src = host.join("in.txt");
+    std::fs::write(&src, "two\n").unwrap();
+    k.ok(&["cp", src.to_str().unwrap(), "files:/data/sub"]);
+    let back = host.join("back.txt");
+    k.ok(&["cp", "files:/data/sub/in.txt", back.to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(&back).unwrap(), "two\n");
+
+    // a symlink at the destination is not written through
+    let e = k.fails(&["cp", src.to_str().unwrap(), "files:/tmp/trap"], 125);
+    assert!(e.contains("cp"), "{e}");
+    assert!(!victim.exists(), "wrote through a symlink to the host");
+    // .. cannot climb out of the container's root
+    let e = k.fails(&["cp", src.to_str().unwrap(), "files:/tmp/up/x"], 125);
+    assert!(e.contains("escapes"), "{e}");
+    let e = k.fails(&["cp", "files:/nonexistent", host.to_str().unwrap()], 125);
+    assert!(e.contains("No such file"), "{e}");
+    let e = k.fails(&["cp", "a", "b"], 125);
+    assert!(e.contains("exactly one"), "{e}");
+    k.finish();
+}

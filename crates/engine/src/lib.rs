@@ -15,6 +15,7 @@
 
 pub mod attach;
 pub mod container;
+pub mod cp;
 mod control;
 mod error;
 pub mod events;

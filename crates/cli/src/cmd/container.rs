@@ -57,6 +57,8 @@ pub enum ContainerCommand {
     Top(OneArgs),
     /// Show running containers' CPU, memory and process counts.
     Stats(StatsArgs),
+    /// Copy files between a container and the host: cp CONTAINER:SRC DEST, cp SRC CONTAINER:DEST.
+    Cp(CpArgs),
     /// Show what happened to containers (and keep following without --until).
     Events(EventsArgs),
     /// Show a container's published ports.
@@ -211,6 +213,15 @@ pub struct ExecArgs {
     /// The command and its arguments.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
     command: Vec<String>,
+}
+
+/// `cp`.
+#[derive(Args)]
+pub struct CpArgs {
+    /// CONTAINER:PATH or a host path.
+    src: String,
+    /// CONTAINER:PATH or a host path.
+    dest: String,
 }
 
 /// `events`.
@@ -432,6 +443,22 @@ fn dispatch(ctx: &Context, cmd: ContainerCommand) -> anyhow::Result<i32> {
         }
         ContainerCommand::Stats(a) => show::stats(ctx, a),
         ContainerCommand::Events(a) => show::events(ctx, a),
+        ContainerCommand::Cp(a) => {
+            let e = engine(ctx)?;
+            match (container_path(&a.src), container_path(&a.dest)) {
+                (Some((c, p)), None) => e.copy_from(c, p, std::path::Path::new(&a.dest))?,
+                (None, Some((c, p))) => e.copy_to(c, std::path::Path::new(&a.src), p)?,
+                _ => {
+                    return Err(EngineError::invalid_value(
+                        "cp",
+                        &format!("{} {}", a.src, a.dest),
+                        "exactly one of source and destination is CONTAINER:PATH",
+                    )
+                    .into());
+                }
+            }
+            Ok(0)
+        }
         ContainerCommand::Container(ContainerSub::Restore) => {
             let mut failed = 0;
             for r in engine(ctx)?.restore()? {
@@ -451,6 +478,12 @@ fn dispatch(ctx: &Context, cmd: ContainerCommand) -> anyhow::Result<i32> {
             Ok(0)
         }
     }
+}
+
+/// `CONTAINER:PATH` split, or `None` for a host path.
+fn container_path(s: &str) -> Option<(&str, &str)> {
+    let (c, p) = s.split_once(':')?;
+    (!c.is_empty() && !c.contains('/') && kontti_engine::container::valid_name(c)).then_some((c, p))
 }
 
 /// Runs `f` for each container, printing its name as docker does; the
