@@ -14,8 +14,8 @@ use kontti_image::{ImageError, StoreError};
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
     /// The Dockerfile is malformed (`Dockerfile:LINE:COL: message`).
-    #[error(transparent)]
-    Parse(#[from] ParseError),
+    #[error("{0}")]
+    Parse(ParseError),
     /// The Dockerfile cannot be read.
     #[error("cannot read {path}: {cause}")]
     Dockerfile {
@@ -119,6 +119,14 @@ pub enum BuildError {
     /// Naming the result failed.
     #[error(transparent)]
     Tag(ImageError),
+}
+
+impl From<ParseError> for BuildError {
+    fn from(e: ParseError) -> Self {
+        // Not a `source`: the message already holds the cause, and error
+        // chains would print it twice.
+        BuildError::Parse(e)
+    }
 }
 
 fn output_tail(output: &str) -> String {
