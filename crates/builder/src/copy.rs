@@ -305,7 +305,10 @@ fn context_roots(
         .into_iter()
         .map(|n| {
             let base = n.rsplit('/').next().unwrap_or("").to_string();
-            (ctx.root().join(&n), base)
+            // A symlink named as a source is copied as what it points to
+            // (select() checked that this stays inside the context).
+            let host = resolve_in_tree(ctx.root(), &n).unwrap_or_else(|_| ctx.root().join(&n));
+            (host, base)
         })
         .collect())
 }

@@ -27,15 +27,8 @@ impl Progress for Recorder {
     }
 }
 
-#[test]
-fn build_through_the_library_then_from_the_cache() {
-    kontti_testutil::require_root();
-    let runtime = find_runtime();
-    assert!(
-        runtime.is_file(),
-        "{} is missing: build kontti-runc first (cargo build -p kontti-runc)",
-        runtime.display()
-    );
+/// A state root with busybox imported.
+fn state_with_busybox() -> (tempfile::TempDir, std::path::PathBuf, ContentStore) {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("root");
     let tar = dir.path().join("rootfs.tar");
@@ -50,7 +43,53 @@ fn build_through_the_library_then_from_the_cache() {
         ImageConfig::default(),
     )
     .unwrap();
+    (dir, root, store)
+}
 
+#[test]
+fn symlinks_named_as_sources_copy_their_targets() {
+    kontti_testutil::require_root();
+    let (dir, root, store) = state_with_busybox();
+    let ctx = dir.path().join("ctx");
+    fs::create_dir_all(ctx.join("realdir")).unwrap();
+    fs::write(ctx.join("realdir/f"), "inner").unwrap();
+    std::os::unix::fs::symlink("realdir", ctx.join("linkdir")).unwrap();
+    std::os::unix::fs::symlink("realdir/f", ctx.join("linkfile")).unwrap();
+    fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox\nCOPY linkdir /x\nCOPY linkfile /y\n",
+    )
+    .unwrap();
+    let mut options = BuildOptions::new(&ctx);
+    options.tags = vec![kontti_core::ImageRef::parse("links").unwrap()];
+    build(&root, &options).unwrap();
+    let image = kontti_image::Image::open(&store, &options.tags[0]).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    for l in image.layers() {
+        kontti_image::unpack::apply_layer(
+            store.open_blob(&l.digest).unwrap(),
+            out.path(),
+            kontti_image::unpack::WhiteoutMode::Remove,
+            None,
+        )
+        .unwrap();
+    }
+    assert_eq!(fs::read_to_string(out.path().join("x/f")).unwrap(), "inner");
+    let y = out.path().join("y");
+    assert!(!y.symlink_metadata().unwrap().file_type().is_symlink());
+    assert_eq!(fs::read_to_string(y).unwrap(), "inner");
+}
+
+#[test]
+fn build_through_the_library_then_from_the_cache() {
+    kontti_testutil::require_root();
+    let runtime = find_runtime();
+    assert!(
+        runtime.is_file(),
+        "{} is missing: build kontti-runc first (cargo build -p kontti-runc)",
+        runtime.display()
+    );
+    let (dir, root, store) = state_with_busybox();
     let ctx = dir.path().join("ctx");
     fs::create_dir_all(&ctx).unwrap();
     fs::write(
