@@ -228,6 +228,7 @@ fn supervise(
     let mut error: Option<(String, ErrorKind)> = None;
     let mut exit = None;
     if args.wait_attach {
+        crate::sys::release_clean_file_pages();
         match pump.run(Some(init), true) {
             Ok(Event::Exited(e)) => exit = Some(e),
             Ok(Event::Attached) => {}
