@@ -237,3 +237,45 @@ fn cp_copies_both_ways_and_never_follows_a_symlink_out_of_the_container() {
     assert!(e.contains("exactly one"), "{e}");
     k.finish();
 }
+
+#[test]
+fn health_checks_turn_unhealthy_then_healthy_and_stop_with_the_container() {
+    let k = Kontti::new();
+    k.run_detached(
+        &[
+            "--name",
+            "doc",
+            "--health-cmd",
+            "test -f /tmp/ok",
+            "--health-interval",
+            "200ms",
+            "--health-retries",
+            "2",
+        ],
+        &["sleep", "60"],
+    );
+    let v = k.wait_for("doc", Duration::from_secs(10), |v| {
+        v["Health"]["Status"] == "unhealthy"
+    });
+    assert!(v["Health"]["FailingStreak"].as_u64().unwrap() >= 2);
+    assert!(
+        k.ok(&["ps", "--format", "{{.Status}}"])
+            .contains("(unhealthy)")
+    );
+    k.ok(&["exec", "doc", "touch", "/tmp/ok"]);
+    let v = k.wait_for("doc", Duration::from_secs(10), |v| {
+        v["Health"]["Status"] == "healthy"
+    });
+    assert_eq!(v["Health"]["FailingStreak"], 0);
+    assert_eq!(
+        v["Health"]["Log"].as_array().unwrap().last().unwrap()["ExitCode"],
+        0
+    );
+    let e = k.fails(
+        &["run", "--health-interval", "soon", "busybox", "true"],
+        125,
+    );
+    assert!(e.contains("--health-interval"), "{e}");
+    // the check loop ends with the container (finish checks for leftover processes)
+    k.finish();
+}

@@ -80,7 +80,10 @@ impl Engine {
             let rel = dest.trim_start_matches('/');
             if rel.trim_end_matches('/').is_empty() {
                 // into the container's /
-                let top = root.fd().try_clone().map_err(|e| EngineError::io("open", rootfs, e))?;
+                let top = root
+                    .fd()
+                    .try_clone()
+                    .map_err(|e| EngineError::io("open", rootfs, e))?;
                 return copy_in(src, &top, &base).map_err(cerr(dest));
             }
             let (dir, name) = root

@@ -15,11 +15,12 @@
 
 pub mod attach;
 pub mod container;
-pub mod cp;
 mod control;
+pub mod cp;
 mod error;
 pub mod events;
 pub mod exec;
+pub mod health;
 pub mod lifecycle;
 pub mod logs;
 pub mod network;

@@ -51,7 +51,7 @@ pub struct CreateRequest {
 pub struct Engine {
     pub(crate) root: PathBuf,
     containers: Containers,
-    exit_command: Option<(PathBuf, Vec<String>)>,
+    pub(crate) exit_command: Option<(PathBuf, Vec<String>)>,
     supervisor: Option<PathBuf>,
 }
 
@@ -207,13 +207,19 @@ impl Engine {
             .map_err(|e| EngineError::io("unmount", &rootfs, e))?;
         undo.mounted = 0;
 
+        let mut options = req.options.clone();
+        options.health = crate::health::effective(
+            req.options.health.as_ref(),
+            req.options.no_healthcheck,
+            image_config.healthcheck.as_ref(),
+        );
         let rec = ContainerRecord {
             id: id.clone(),
             name,
             image: req.image.clone(),
             image_id: found.image.id().to_string(),
             created: kontti_runtime::state::now_rfc3339(),
-            options: req.options.clone(),
+            options,
             args: generated.args,
             stop_signal: generated.stop_signal,
             snapshot: key,
@@ -361,6 +367,7 @@ impl Engine {
                 rec.state.oom_killed = false;
                 self.containers.save(rec)?;
                 crate::events::record(&self.root, rec, "start", &[]);
+                self.spawn_health_loop(rec);
                 tracing::info!(pid, "started");
                 Ok(())
             }

@@ -113,6 +113,48 @@ pub struct RunOptions {
     /// `--cgroup-parent`: the container's cgroup goes below it.
     #[serde(default)]
     pub cgroup_parent: Option<String>,
+    /// `--health-*` flags (merged with the image's HEALTHCHECK at create).
+    #[serde(default)]
+    pub health: Option<HealthConfig>,
+    /// `--no-healthcheck`.
+    #[serde(default)]
+    pub no_healthcheck: bool,
+}
+
+/// A health check: docker's `HEALTHCHECK` and `--health-*` flags.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthConfig {
+    /// `["CMD", args...]` or `["CMD-SHELL", command]`; empty: the image's.
+    pub test: Vec<String>,
+    /// Between checks, milliseconds (default 30 s).
+    pub interval_ms: Option<u64>,
+    /// A check slower than this fails, milliseconds (default 30 s).
+    pub timeout_ms: Option<u64>,
+    /// Failures in a row that make it unhealthy (default 3).
+    pub retries: Option<u32>,
+    /// Failures during this time after start do not count, milliseconds.
+    pub start_period_ms: Option<u64>,
+}
+
+/// A duration such as `500ms`, `30s`, `2m`, `1h` (a bare number is seconds).
+pub fn parse_duration_ms(what: &'static str, s: &str) -> Result<u64> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| EngineError::invalid(what, s, "expected a duration such as 500ms, 30s, 2m"))?;
+    let mult = match unit {
+        "ms" => 1.0,
+        "" | "s" => 1000.0,
+        "m" => 60_000.0,
+        "h" => 3_600_000.0,
+        _ => return Err(EngineError::invalid(what, s, "units are ms, s, m, h")),
+    };
+    Ok((n * mult) as u64)
 }
 
 /// `--security-opt seccomp=`.

@@ -51,6 +51,22 @@ pub fn status_text(rec: &ContainerRecord) -> String {
     }
 }
 
+/// `status_text` with the health, as `ps` shows it: `Up 5 seconds (healthy)`.
+pub fn status_with_health(rec: &ContainerRecord, health: Option<&crate::health::Health>) -> String {
+    let s = status_text(rec);
+    match health {
+        Some(h) if rec.state.status == Status::Running => {
+            let shown = if h.status == "starting" {
+                "health: starting"
+            } else {
+                h.status.as_str()
+            };
+            format!("{s} ({shown})")
+        }
+        _ => s,
+    }
+}
+
 /// The command as `ps` shows it.
 pub fn command_text(rec: &ContainerRecord) -> String {
     rec.args.join(" ")
@@ -173,6 +189,7 @@ pub fn inspect_json(rec: &ContainerRecord, root: &std::path::Path) -> Value {
             "StartedAt": s.started_at.clone().unwrap_or_else(|| "0001-01-01T00:00:00Z".into()),
             "FinishedAt": s.finished_at.clone().unwrap_or_else(|| "0001-01-01T00:00:00Z".into()),
         },
+        "Health": std::fs::read(dir.join("health.json")).ok().and_then(|b| serde_json::from_slice::<Value>(&b).ok()),
         "Image": rec.image_id,
         "ImageName": rec.image,
         "LogPath": dir.join("container.log"),

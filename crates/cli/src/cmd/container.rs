@@ -88,6 +88,9 @@ pub enum ContainerSub {
     Inspect(NamesArgs),
     /// After a reboot: start again the containers whose restart policy says so.
     Restore,
+    /// Run a container's health checks while it runs (started with it).
+    #[command(hide = true)]
+    HealthLoop(CleanupArgs),
     /// Record a container's exit and apply its restart policy (run by its supervisor).
     #[command(hide = true)]
     Cleanup(CleanupArgs),
@@ -472,6 +475,10 @@ fn dispatch(ctx: &Context, cmd: ContainerCommand) -> anyhow::Result<i32> {
                 }
             }
             Ok(failed)
+        }
+        ContainerCommand::Container(ContainerSub::HealthLoop(a)) => {
+            engine(ctx)?.health_loop(&a.id)?;
+            Ok(0)
         }
         ContainerCommand::Container(ContainerSub::Cleanup(a)) => {
             engine(ctx)?.cleanup(&a.id)?;

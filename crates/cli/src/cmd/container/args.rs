@@ -27,6 +27,24 @@ pub struct CreateArgs {
     /// Mount a host path or a volume: [SOURCE:]DEST[:ro].
     #[arg(short = 'v', long = "volume")]
     pub(super) volume: Vec<String>,
+    /// Health check command, run with /bin/sh -c.
+    #[arg(long = "health-cmd")]
+    pub(super) health_cmd: Option<String>,
+    /// Time between health checks (e.g. 30s).
+    #[arg(long = "health-interval")]
+    pub(super) health_interval: Option<String>,
+    /// A health check slower than this fails.
+    #[arg(long = "health-timeout")]
+    pub(super) health_timeout: Option<String>,
+    /// Failures in a row that make the container unhealthy.
+    #[arg(long = "health-retries")]
+    pub(super) health_retries: Option<String>,
+    /// Failures during this time after start do not count.
+    #[arg(long = "health-start-period")]
+    pub(super) health_start_period: Option<String>,
+    /// Disable the image's HEALTHCHECK.
+    #[arg(long = "no-healthcheck")]
+    pub(super) no_healthcheck: bool,
     /// Mount: type=bind|volume|tmpfs,source=...,target=...[,readonly].
     #[arg(long)]
     pub(super) mount: Vec<String>,
@@ -212,6 +230,42 @@ pub(super) fn run_options(a: &CreateArgs) -> anyhow::Result<RunOptions> {
         .iter()
         .map(|v| opts::parse_tmpfs(v))
         .collect::<Result<_, _>>()?;
+    let dur = |what: &'static str, v: &Option<String>| {
+        v.as_deref()
+            .map(|s| opts::parse_duration_ms(what, s))
+            .transpose()
+    };
+    let health = opts::HealthConfig {
+        test: a
+            .health_cmd
+            .iter()
+            .flat_map(|c| ["CMD-SHELL".to_owned(), c.clone()])
+            .collect(),
+        interval_ms: dur("--health-interval", &a.health_interval)?,
+        timeout_ms: dur("--health-timeout", &a.health_timeout)?,
+        retries: a
+            .health_retries
+            .as_deref()
+            .map(|r| {
+                r.parse::<u32>().map_err(|_| {
+                    EngineError::invalid_value("--health-retries", r, "expected a number")
+                })
+            })
+            .transpose()?,
+        start_period_ms: dur("--health-start-period", &a.health_start_period)?,
+    };
+    if health
+        != (opts::HealthConfig {
+            test: Vec::new(),
+            interval_ms: None,
+            timeout_ms: None,
+            retries: None,
+            start_period_ms: None,
+        })
+    {
+        o.health = Some(health);
+    }
+    o.no_healthcheck = a.no_healthcheck;
     for m in &a.mount {
         match opts::parse_mount(m)? {
             opts::MountSpec::Volume(v) => o.volumes.push(v),

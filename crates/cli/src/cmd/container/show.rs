@@ -61,7 +61,10 @@ pub(super) fn ps(ctx: &Context, a: PsArgs) -> anyhow::Result<i32> {
                 kontti_image::time::parse_rfc3339(&r.created)
                     .map_or_else(String::new, kontti_image::time::ago),
             ),
-            ("Status", ps::status_text(r)),
+            (
+                "Status",
+                ps::status_with_health(r, e.health(&r.id).as_ref()),
+            ),
             ("State", r.state.status.to_string()),
             ("Ports", ps::ports_text(r).join(", ")),
             ("Names", r.name.clone()),

@@ -1,0 +1,307 @@
+//! Health checks: docker's HEALTHCHECK and `--health-*`. A small loop
+//! process per container (`kontti container health-loop ID`, started with
+//! the container) runs the check through `exec` every interval and keeps
+//! the result in `R/containers/<id>/health.json`, which `ps` and `inspect`
+//! show. The loop ends when the container stops or is removed.
+
+use std::io::Write as _;
+use std::os::unix::process::CommandExt as _;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::container::{ContainerRecord, Status};
+use crate::error::{EngineError, Result};
+use crate::exec::ExecRequest;
+use crate::lifecycle::Engine;
+use crate::options::HealthConfig;
+
+const FILE: &str = "health.json";
+const DEFAULT_MS: u64 = 30_000;
+const LOG_ENTRIES: usize = 5;
+
+/// One check's result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthLog {
+    /// When it started, RFC 3339.
+    #[serde(rename = "Start")]
+    pub start: String,
+    /// When it ended.
+    #[serde(rename = "End")]
+    pub end: String,
+    /// Its exit code (-1: timed out or could not run).
+    #[serde(rename = "ExitCode")]
+    pub exit_code: i32,
+    /// Its output (truncated to 4 KiB).
+    #[serde(rename = "Output")]
+    pub output: String,
+}
+
+/// A container's health, as `inspect` shows it under `State.Health`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Health {
+    /// `starting`, `healthy` or `unhealthy`.
+    #[serde(rename = "Status")]
+    pub status: String,
+    /// Failed checks in a row.
+    #[serde(rename = "FailingStreak")]
+    pub failing_streak: u32,
+    /// The last few checks.
+    #[serde(rename = "Log")]
+    pub log: Vec<HealthLog>,
+}
+
+/// The check to run for a container: the flags over the image's
+/// HEALTHCHECK; `None` without a check or with `--no-healthcheck`.
+pub fn effective(
+    flags: Option<&HealthConfig>,
+    no_healthcheck: bool,
+    image: Option<&kontti_image::Healthcheck>,
+) -> Option<HealthConfig> {
+    if no_healthcheck {
+        return None;
+    }
+    let ms = |ns: Option<i64>| ns.filter(|n| *n > 0).map(|n| (n / 1_000_000) as u64);
+    let mut h = match image {
+        Some(i) => HealthConfig {
+            test: i.test.clone().unwrap_or_default(),
+            interval_ms: ms(i.interval),
+            timeout_ms: ms(i.timeout),
+            retries: i.retries.filter(|r| *r > 0).map(|r| r as u32),
+            start_period_ms: ms(i.start_period),
+        },
+        None => HealthConfig {
+            test: Vec::new(),
+            interval_ms: None,
+            timeout_ms: None,
+            retries: None,
+            start_period_ms: None,
+        },
+    };
+    if let Some(f) = flags {
+        if !f.test.is_empty() {
+            h.test = f.test.clone();
+        }
+        h.interval_ms = f.interval_ms.or(h.interval_ms);
+        h.timeout_ms = f.timeout_ms.or(h.timeout_ms);
+        h.retries = f.retries.or(h.retries);
+        h.start_period_ms = f.start_period_ms.or(h.start_period_ms);
+    }
+    match h.test.first().map(String::as_str) {
+        Some("CMD") if h.test.len() > 1 => Some(h),
+        Some("CMD-SHELL") if h.test.len() == 2 => Some(h),
+        _ => None,
+    }
+}
+
+fn now() -> String {
+    kontti_runtime::state::now_rfc3339()
+}
+
+impl Engine {
+    /// The health of a container with a check, if it has been started.
+    pub fn health(&self, id: &str) -> Option<Health> {
+        let p = self.containers().dir_of(id).join(FILE);
+        serde_json::from_slice(&std::fs::read(p).ok()?).ok()
+    }
+
+    fn save_health(&self, id: &str, h: &Health) -> Result<()> {
+        let dir = self.containers().dir_of(id);
+        let (p, tmp) = (dir.join(FILE), dir.join(".health.json.tmp"));
+        let bytes = serde_json::to_vec(h).map_err(|e| EngineError::Corrupt {
+            path: p.clone(),
+            reason: e.to_string(),
+        })?;
+        std::fs::write(&tmp, bytes)
+            .and_then(|()| std::fs::rename(&tmp, &p))
+            .map_err(|e| EngineError::io("write", &p, e))
+    }
+
+    /// Starts the health loop of a just-started container (detached).
+    pub(crate) fn spawn_health_loop(&self, rec: &ContainerRecord) {
+        let (Some(_), Some((program, args))) = (&rec.options.health, &self.exit_command) else {
+            return;
+        };
+        let h = Health {
+            status: "starting".into(),
+            failing_streak: 0,
+            log: Vec::new(),
+        };
+        if let Err(e) = self.save_health(&rec.id, &h) {
+            tracing::warn!(error = %e, "health state");
+            return;
+        }
+        // the exit command's arguments end with "container cleanup"
+        let mut a: Vec<String> = args.clone();
+        a.truncate(a.len().saturating_sub(1));
+        a.extend(["health-loop".into(), rec.id.clone()]);
+        let spawned = std::process::Command::new(program)
+            .args(&a)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .process_group(0)
+            .spawn();
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "starting the health loop");
+        }
+    }
+
+    /// The health loop: checks every interval while this run of the
+    /// container lives.
+    pub fn health_loop(&self, id: &str) -> Result<()> {
+        let rec = self.inspect(id)?;
+        let Some(cfg) = rec.options.health.clone() else {
+            return Ok(());
+        };
+        let run = rec.state.started_at.clone();
+        let interval = Duration::from_millis(cfg.interval_ms.unwrap_or(DEFAULT_MS).max(100));
+        let timeout = Duration::from_millis(cfg.timeout_ms.unwrap_or(DEFAULT_MS).max(100));
+        let retries = cfg.retries.unwrap_or(3).max(1);
+        let grace = Duration::from_millis(cfg.start_period_ms.unwrap_or(0));
+        let began = Instant::now();
+        let args: Vec<String> = match cfg.test[0].as_str() {
+            "CMD-SHELL" => vec!["/bin/sh".into(), "-c".into(), cfg.test[1].clone()],
+            _ => cfg.test[1..].to_vec(),
+        };
+        loop {
+            // wait for the next check, watching the container meanwhile
+            let next = Instant::now() + interval;
+            while Instant::now() < next {
+                match self.inspect(id) {
+                    Ok(r) if r.state.started_at == run && r.state.status.is_live() => {}
+                    _ => return Ok(()),
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            if self.inspect(id)?.state.status == Status::Paused {
+                continue;
+            }
+            let start = now();
+            let (code, output) = self.check_once(id, &args, timeout);
+            let mut h = self.health(id).unwrap_or(Health {
+                status: "starting".into(),
+                failing_streak: 0,
+                log: Vec::new(),
+            });
+            let before = h.status.clone();
+            if code == 0 {
+                h.failing_streak = 0;
+                h.status = "healthy".into();
+            } else if began.elapsed() >= grace || h.status != "starting" {
+                h.failing_streak += 1;
+                if h.failing_streak >= retries {
+                    h.status = "unhealthy".into();
+                }
+            }
+            h.log.push(HealthLog {
+                start,
+                end: now(),
+                exit_code: code,
+                output,
+            });
+            if h.log.len() > LOG_ENTRIES {
+                h.log.remove(0);
+            }
+            match self.containers().load(id) {
+                Ok(_) => self.save_health(id, &h)?,
+                Err(_) => return Ok(()),
+            }
+            if h.status != before {
+                let rec = self.containers().load(id)?;
+                crate::events::record(
+                    self.root(),
+                    &rec,
+                    "health_status",
+                    &[("status", h.status.clone())],
+                );
+            }
+        }
+    }
+
+    /// Runs one check; (exit code, output). -1 when it timed out or could
+    /// not run.
+    fn check_once(&self, id: &str, args: &[String], timeout: Duration) -> (i32, String) {
+        let req = ExecRequest {
+            args: args.to_vec(),
+            ..ExecRequest::default()
+        };
+        let session = match self.exec(id, &req) {
+            Ok(s) => s,
+            Err(e) => return (-1, e.to_string()),
+        };
+        let client = match crate::attach::connect(&session.socket) {
+            Ok(c) => c,
+            Err(e) => {
+                session.remove();
+                return (-1, e.to_string());
+            }
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut out = Vec::new();
+            let mut err = Vec::new();
+            let code = crate::attach::pump(client, None, &mut out, &mut err);
+            out.extend_from_slice(&err);
+            let _ = tx.send((code, out));
+        });
+        let r = match rx.recv_timeout(timeout) {
+            Ok((Ok(Some(code)), mut out)) => {
+                out.truncate(4096);
+                (code, String::from_utf8_lossy(&out).into_owned())
+            }
+            Ok((r, _)) => (
+                -1,
+                format!("health check ended without an exit code: {r:?}"),
+            ),
+            Err(_) => (-1, format!("health check timed out after {timeout:?}")),
+        };
+        let _ = std::io::stderr().flush();
+        session.remove();
+        r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_the_image_and_none_disables() {
+        let image = kontti_image::Healthcheck {
+            test: Some(vec!["CMD".into(), "true".into()]),
+            interval: Some(5_000_000_000),
+            retries: Some(4),
+            ..Default::default()
+        };
+        let h = effective(None, false, Some(&image)).unwrap();
+        assert_eq!((h.interval_ms, h.retries), (Some(5000), Some(4)));
+        let flags = HealthConfig {
+            test: vec!["CMD-SHELL".into(), "exit 0".into()],
+            interval_ms: Some(100),
+            timeout_ms: None,
+            retries: None,
+            start_period_ms: None,
+        };
+        let h = effective(Some(&flags), false, Some(&image)).unwrap();
+        assert_eq!(
+            (h.test[0].as_str(), h.interval_ms, h.retries),
+            ("CMD-SHELL", Some(100), Some(4))
+        );
+        assert!(effective(Some(&flags), true, Some(&image)).is_none());
+        let none = kontti_image::Healthcheck {
+            test: Some(vec!["NONE".into()]),
+            ..Default::default()
+        };
+        assert!(effective(None, false, Some(&none)).is_none());
+        assert_eq!(
+            crate::options::parse_duration_ms("x", "1.5s").unwrap(),
+            1500
+        );
+        assert_eq!(
+            crate::options::parse_duration_ms("x", "200ms").unwrap(),
+            200
+        );
+        assert!(crate::options::parse_duration_ms("x", "soon").is_err());
+    }
+}
