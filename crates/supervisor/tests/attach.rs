@@ -105,3 +105,33 @@ fn a_terminal_takes_typed_input_and_resizes() {
     assert!(w.log_text(Stream::Stdout).contains("33 77"));
     w.assert_clean();
 }
+
+#[test]
+fn a_client_that_never_reads_does_not_stall_the_container() {
+    // 40 MiB of output, more than a client may fall behind
+    let script = "head -c 41943040 /dev/zero | tr '\\0' 'x' | fold -w 1000; echo done";
+    let mut w = World::new("slowclient", &["sh", "-c", script]);
+    let mut c = w.command();
+    c.wait_attach = true;
+    c.log_max_size = Some(1 << 20);
+    c.log_max_files = Some(2);
+    w.start(&c);
+    let mut client = w.attach();
+    // the container finishes while this client reads nothing
+    let exit = w.wait_exit();
+    assert_eq!(exit.exit_code, 0);
+    assert!(w.log_text(Stream::Stdout).ends_with("done\n"));
+    // the client was cut off (possibly mid-frame): no exit frame, and far
+    // less than all of the output
+    let mut got = 0;
+    loop {
+        match client.recv() {
+            Ok(Some(Frame::Stdout(b))) => got += b.len(),
+            Ok(Some(Frame::Exit(c))) => panic!("a dropped client got the exit frame {c}"),
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => break,
+        }
+    }
+    assert!(got < 40 << 20, "{got}");
+    w.assert_clean();
+}
