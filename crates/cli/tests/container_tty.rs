@@ -131,6 +131,32 @@ fn run_it_under_tmux_types_resizes_interrupts_and_exits() {
 
     tmux.keys(&["exit 7", "Enter"]);
     assert_eq!(wait_file(&exit_file), "7\n");
+    tmux.run(&["kill-session", "-t", "t"]);
+
+    // ctrl-p ctrl-q detaches; the container keeps running
+    let exit_file = k.dir.path().join("exit-detach");
+    let command = format!(
+        "{} --root {} run -it --name det --network none --cgroup-parent {} busybox sh; echo $? > {}; sleep 60",
+        env!("CARGO_BIN_EXE_kontti"),
+        k.root().display(),
+        k.cgroup_parent,
+        exit_file.display()
+    );
+    tmux.run(&[
+        "new-session",
+        "-d",
+        "-s",
+        "t",
+        "-x",
+        "80",
+        "-y",
+        "24",
+        &command,
+    ]);
+    tmux.wait_lines("/ #", 1);
+    tmux.keys(&["C-p", "C-q"]);
+    assert_eq!(wait_file(&exit_file), "0\n");
+    assert_eq!(k.inspect("det")["State"]["Running"], true);
     drop(tmux);
     k.finish();
 }

@@ -3,8 +3,11 @@
 //! local terminal in raw mode for `-t`.
 
 use std::io::{Read, Write};
+use std::net::Shutdown;
 use std::os::fd::AsFd;
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use kontti_supervisor::protocol::{AttachClient, Frame};
 
@@ -27,30 +30,80 @@ pub fn connect(socket: &Path) -> Result<AttachClient> {
     ))
 }
 
+/// How an attachment ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PumpEnd {
+    /// The container (or exec'd process) exited with this code.
+    Exited(i32),
+    /// The user typed the detach keys; the container keeps running.
+    Detached,
+    /// The supervisor closed the socket without an exit code.
+    Closed,
+}
+
+/// docker's default detach keys: ctrl-p ctrl-q.
+pub const DEFAULT_DETACH_KEYS: &[u8] = &[0x10, 0x11];
+
 /// Copies the container's output to `stdout`/`stderr` and, when `stdin` is
 /// given, forwards it (on a thread) until its end, then closes the
 /// container's stdin. Returns the exit code, or `None` when the supervisor
 /// closed the socket without one.
 pub fn pump(
-    mut client: AttachClient,
+    client: AttachClient,
     stdin: Option<Box<dyn Read + Send>>,
     stdout: &mut dyn Write,
     stderr: &mut dyn Write,
 ) -> Result<Option<i32>> {
+    match pump_with_detach(client, stdin, stdout, stderr, None)? {
+        PumpEnd::Exited(c) => Ok(Some(c)),
+        PumpEnd::Detached | PumpEnd::Closed => Ok(None),
+    }
+}
+
+/// [`pump`], and with `detach_keys` typing that sequence on stdin detaches
+/// (the keys are not sent; a partial match is sent once it stops matching).
+pub fn pump_with_detach(
+    mut client: AttachClient,
+    stdin: Option<Box<dyn Read + Send>>,
+    stdout: &mut dyn Write,
+    stderr: &mut dyn Write,
+    detach_keys: Option<&[u8]>,
+) -> Result<PumpEnd> {
+    let detached = Arc::new(AtomicBool::new(false));
     if let Some(mut input) = stdin {
         let mut tx = client.try_clone()?;
+        let keys: Vec<u8> = detach_keys.unwrap_or_default().to_vec();
+        let flag = detached.clone();
         std::thread::spawn(move || {
             let mut buf = [0u8; 8192];
+            let mut held = 0usize; // bytes of `keys` matched so far
             loop {
-                match input.read(&mut buf) {
+                let n = match input.read(&mut buf) {
                     Ok(0) => break,
-                    Ok(n) => {
-                        if tx.send_stdin(&buf[..n]).is_err() {
-                            return;
-                        }
-                    }
+                    Ok(n) => n,
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                     Err(_) => break,
+                };
+                let mut out = Vec::with_capacity(n + keys.len());
+                for &b in &buf[..n] {
+                    if !keys.is_empty() && b == keys[held] {
+                        held += 1;
+                        if held == keys.len() {
+                            if !out.is_empty() {
+                                let _ = tx.send_stdin(&out);
+                            }
+                            flag.store(true, Ordering::SeqCst);
+                            let _ = tx.stream().shutdown(Shutdown::Both);
+                            return;
+                        }
+                        continue;
+                    }
+                    out.extend_from_slice(&keys[..held]);
+                    held = 0;
+                    out.push(b);
+                }
+                if !out.is_empty() && tx.send_stdin(&out).is_err() {
+                    return;
                 }
             }
             let _ = tx.close_stdin();
@@ -66,11 +119,17 @@ pub fn pump(
         if let Err(e) = r {
             write_err.get_or_insert(e);
         }
-    })?;
+    });
+    if detached.load(Ordering::SeqCst) {
+        return Ok(PumpEnd::Detached);
+    }
     if let Some(e) = write_err {
         tracing::debug!(error = %e, "writing attached output");
     }
-    Ok(code)
+    Ok(match code? {
+        Some(c) => PumpEnd::Exited(c),
+        None => PumpEnd::Closed,
+    })
 }
 
 /// The size (rows, cols) of the terminal on `fd`, if it is one.

@@ -607,13 +607,17 @@ fn exec(ctx: &Context, a: ExecArgs) -> anyhow::Result<i32> {
         drop(client);
         return Ok(0);
     }
-    let code = pump_client(client, a.tty, a.interactive)?;
+    let end = pump_client(client, a.tty, a.interactive)?;
     if let Ok(rec) = kontti_supervisor::exit::ExitRecord::read(&session.exit_file)
         && let Some(err) = rec.error
     {
         eprintln!("kontti: {err}");
     }
-    let code = code.or_else(|| session.exit_code()).unwrap_or(125);
+    let code = match end {
+        kontti_engine::attach::PumpEnd::Exited(c) => c,
+        kontti_engine::attach::PumpEnd::Detached => return Ok(0),
+        kontti_engine::attach::PumpEnd::Closed => session.exit_code().unwrap_or(125),
+    };
     session.remove();
     Ok(code)
 }
@@ -621,11 +625,16 @@ fn exec(ctx: &Context, a: ExecArgs) -> anyhow::Result<i32> {
 /// Attaches the local terminal (or pipes) to a container and returns its
 /// exit code.
 fn attach_and_pump(e: &Engine, id: &str, tty: bool, stdin: bool) -> anyhow::Result<i32> {
+    use kontti_engine::attach::PumpEnd;
     let client = kontti_engine::attach::connect(&e.attach_socket(id))?;
     match pump_client(client, tty, stdin)? {
-        Some(c) => Ok(c),
+        PumpEnd::Exited(c) => Ok(c),
+        PumpEnd::Detached => {
+            eprintln!("\r\nread escape sequence\r");
+            Ok(0)
+        }
         // the supervisor went away without an exit frame: ask the record
-        None => Ok(e.wait(id)?),
+        PumpEnd::Closed => Ok(e.wait(id)?),
     }
 }
 
@@ -634,7 +643,7 @@ fn pump_client(
     client: kontti_supervisor::protocol::AttachClient,
     tty: bool,
     stdin: bool,
-) -> anyhow::Result<Option<i32>> {
+) -> anyhow::Result<kontti_engine::attach::PumpEnd> {
     let local_tty = tty && std::io::stdin().is_terminal();
     let _raw = if local_tty && stdin {
         Some(kontti_engine::attach::RawTerminal::enable(std::io::stdin())?)
@@ -655,7 +664,9 @@ fn pump_client(
     };
     let mut out = std::io::stdout();
     let mut err = std::io::stderr();
-    let code = kontti_engine::attach::pump(client, input, &mut out, &mut err)?;
+    // ctrl-p ctrl-q detaches from a terminal, as docker
+    let keys = tty.then_some(kontti_engine::attach::DEFAULT_DETACH_KEYS);
+    let code = kontti_engine::attach::pump_with_detach(client, input, &mut out, &mut err, keys)?;
     let _ = out.flush();
     drop(_raw);
     Ok(code)
