@@ -309,3 +309,50 @@ fn output_writes_oci_and_docker_archives() {
     assert!(other.image("exp:1").layers().len() == 2);
     k.assert_clean();
 }
+
+#[test]
+fn dockerfile_from_stdin_and_from_outside_the_context() {
+    use std::io::Write;
+    let k = Kontti::new();
+    let ctx = k.context(
+        "ctx",
+        "FROM busybox\nRUN echo wrong > /which\n",
+        &[("f", "x")],
+    );
+    let mut c = k.cmd();
+    c.args(["build", "-q", "-t", "stdin", "-f", "-"])
+        .arg(&ctx)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    k.pids.borrow_mut().push(child.id());
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"FROM busybox\nCOPY f /f\nRUN echo stdin > /which\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = k.flatten("stdin");
+    assert_eq!(
+        fs::read_to_string(r.path().join("which")).unwrap(),
+        "stdin\n"
+    );
+    assert_eq!(fs::read_to_string(r.path().join("f")).unwrap(), "x");
+
+    let outside = k.dir.path().join("elsewhere.Dockerfile");
+    fs::write(&outside, "FROM busybox\nRUN echo outside > /which\n").unwrap();
+    k.build_ok(&ctx, &["-t", "outside", "-f", outside.to_str().unwrap()]);
+    let r = k.flatten("outside");
+    assert_eq!(
+        fs::read_to_string(r.path().join("which")).unwrap(),
+        "outside\n"
+    );
+    k.assert_clean();
+}

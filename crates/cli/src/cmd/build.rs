@@ -185,7 +185,23 @@ pub fn run(ctx: &Context, cmd: BuildCommand) -> anyhow::Result<i32> {
             format!("{}: not a directory", a.context.display()),
         ));
     }
-    options.dockerfile = a.file.clone();
+    // `-f -`: the Dockerfile comes from standard input.
+    let _stdin_dockerfile = match a.file.as_deref() {
+        Some(p) if p == std::path::Path::new("-") => {
+            let mut text = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut text)
+                .context("reading the Dockerfile from standard input")?;
+            let dir = tempfile::tempdir().context("creating a temporary directory")?;
+            let path = dir.path().join("Dockerfile");
+            std::fs::write(&path, &text).with_context(|| format!("writing {}", path.display()))?;
+            options.dockerfile = Some(path);
+            Some(dir)
+        }
+        _ => {
+            options.dockerfile = a.file.clone();
+            None
+        }
+    };
     for t in &a.tags {
         options
             .tags
