@@ -547,12 +547,11 @@ fn run_container(ctx: &Context, a: RunArgs) -> anyhow::Result<i32> {
     e.start(&rec.id, true)?;
     let code = attach_and_pump(&e, &rec.id, a.create.tty, a.create.interactive)?;
     if a.create.rm {
-        // the exit command removes it; docker returns after the removal
-        for _ in 0..200 {
-            if e.containers().load(&rec.id).is_err() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(25));
+        // docker returns after the removal: do it here rather than wait for
+        // the exit command (whichever comes second finds nothing to do)
+        match e.remove(&rec.id, true, true) {
+            Ok(_) | Err(EngineError::NotFound(_)) => {}
+            Err(err) => return Err(err.into()),
         }
     }
     Ok(code)
