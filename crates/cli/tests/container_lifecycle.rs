@@ -274,3 +274,40 @@ fn bad_input_is_a_one_line_error_with_exit_125_and_leaves_nothing() {
     assert_eq!(e, "kontti: no such container: taken");
     k.finish();
 }
+
+#[test]
+fn concurrent_creates_of_one_name_let_exactly_one_win() {
+    let k = Kontti::new();
+    let children: Vec<_> = (0..6)
+        .map(|_| {
+            k.cmd()
+                .args([
+                    "create",
+                    "--name",
+                    "only",
+                    "--network",
+                    "none",
+                    "--cgroup-parent",
+                    &k.cgroup_parent,
+                    "busybox",
+                    "true",
+                ])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let outs: Vec<_> = children
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect();
+    let won = outs.iter().filter(|o| o.status.success()).count();
+    assert_eq!(won, 1, "exactly one create wins");
+    for o in outs.iter().filter(|o| !o.status.success()) {
+        assert_eq!(o.status.code(), Some(125));
+        assert!(String::from_utf8_lossy(&o.stderr).contains("\"only\" is already in use"));
+    }
+    assert_eq!(k.ok(&["ps", "-a", "--format", "{{.Names}}"]), "only\n");
+    k.finish();
+}
