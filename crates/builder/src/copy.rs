@@ -564,7 +564,7 @@ fn write_item(
 
 /// Creates the missing directories of `path` owned by `uid:gid`, as
 /// buildah and BuildKit do for `COPY --chown`.
-fn create_parents(root: &Root, path: &Path, uid: u32, gid: u32) -> io::Result<()> {
+pub(crate) fn create_parents(root: &Root, path: &Path, uid: u32, gid: u32) -> io::Result<()> {
     let mut prefix = PathBuf::new();
     for c in path.components() {
         prefix.push(c);

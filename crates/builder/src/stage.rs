@@ -520,8 +520,21 @@ fn execute(
             let dir = cfg.working_dir.clone().unwrap_or_else(|| "/".into());
             let root = kontti_image::fsroot::Root::open(ws.rootfs())
                 .map_err(|e| BuildError::io("open", ws.rootfs(), e))?;
-            root.dir(Path::new(dir.trim_start_matches('/')), true)
-                .map_err(|e| BuildError::step(step_label, e.to_string()))?;
+            let rel = Path::new(dir.trim_start_matches('/'));
+            // Created directories belong to the USER in effect, as buildah
+            // and BuildKit make them.
+            match state.config.user.as_deref().filter(|u| !u.is_empty()) {
+                Some(user) => {
+                    let ids = crate::user::resolve(ws.rootfs(), user)
+                        .map_err(|e| BuildError::step(step_label, e))?;
+                    crate::copy::create_parents(&root, rel, ids.uid, ids.gid)
+                        .map_err(|e| BuildError::step(step_label, e.to_string()))?;
+                }
+                None => {
+                    root.dir(rel, true)
+                        .map_err(|e| BuildError::step(step_label, e.to_string()))?;
+                }
+            }
             false
         }
         _ => false,

@@ -356,3 +356,24 @@ fn dockerfile_from_stdin_and_from_outside_the_context() {
     );
     k.assert_clean();
 }
+
+#[test]
+fn workdir_is_created_for_the_user_in_effect() {
+    let k = Kontti::new();
+    let ctx = k.context(
+        "ctx",
+        "FROM busybox\nWORKDIR /rootdir\nUSER user\nWORKDIR /userdir/sub\nRUN touch mine\n",
+        &[],
+    );
+    k.build_ok(&ctx, &["-t", "wd"]);
+    let r = k.flatten("wd");
+    let owner = |p: &str| {
+        let md = fs::metadata(r.path().join(p)).unwrap();
+        (md.uid(), md.gid())
+    };
+    assert_eq!(owner("rootdir"), (0, 0));
+    assert_eq!(owner("userdir"), (1000, 1000));
+    assert_eq!(owner("userdir/sub"), (1000, 1000));
+    assert_eq!(owner("userdir/sub/mine"), (1000, 1000));
+    k.assert_clean();
+}
