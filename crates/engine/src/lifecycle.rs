@@ -131,10 +131,10 @@ impl Engine {
         let id = container::new_id()?;
         let _span = tracing::info_span!("create", container = %&id[..12]).entered();
         let _names = self.containers.lock_names()?;
-        let name = req
-            .name
-            .clone()
-            .unwrap_or_else(|| container::generate_name(&id));
+        let name = match &req.name {
+            Some(n) => n.clone(),
+            None => self.free_generated_name(&id)?,
+        };
         if let Some(other) = self.containers.by_name(&name)? {
             return Err(EngineError::NameInUse {
                 name,
@@ -235,6 +235,19 @@ impl Engine {
         crate::events::record(&self.root, &rec, "create", &[]);
         tracing::info!(name = %rec.name, image = %rec.image, "created");
         Ok(rec)
+    }
+
+    /// A generated name no container has (the caller holds the names lock).
+    fn free_generated_name(&self, id: &str) -> Result<String> {
+        let taken: std::collections::HashSet<String> =
+            self.containers.list()?.into_iter().map(|r| r.name).collect();
+        for attempt in 0..5 {
+            let n = container::generate_name(&id[attempt * 12..]);
+            if !taken.contains(&n) {
+                return Ok(n);
+            }
+        }
+        Ok(format!("{}_{}", container::generate_name(id), &id[..6]))
     }
 
     /// Named and anonymous volumes (`-v NAME:/dst`, `-v /dst`, the image's
