@@ -76,6 +76,7 @@ const CASES: &[&str] = &[
     "target-stage",
     "user-workdir",
     "whiteouts",
+    "workdir-owner",
 ];
 
 /// The base image's name on both sides (`FROM busybox` in the corpus).
@@ -374,4 +375,5 @@ compat_cases! {
     buildah_target_stage => "target-stage",
     buildah_user_workdir => "user-workdir",
     buildah_whiteouts => "whiteouts",
+    buildah_workdir_owner => "workdir-owner",
 }
