@@ -223,7 +223,10 @@ pub(crate) fn build_stage(
     counts: &StepCounts,
 ) -> Result<StageState, BuildError> {
     let stage = &b.df.stages[index];
-    let stage_name = stage.name.clone().unwrap_or_else(|| index.to_string());
+    let stage_name = stage
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("stage-{index}"));
     let _span = tracing::info_span!("stage", stage = stage_name).entered();
     let mut state = start(b, index, done)?;
     let mut nodes = triggers(b, &mut state)?;
