@@ -147,6 +147,24 @@ fn binds_volumes_tmpfs_read_only_and_default_profile() {
     assert!(out.starts_with("Seccomp:\t0\n"), "{out}");
     assert!(!out.contains("00000000a80425fb"), "{out}");
     k.ok(&["volume", "rm", "named"]);
+    // a new volume over image content starts with a copy of it
+    let out = k.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--cgroup-parent",
+        &cg,
+        "-v",
+        "etcvol:/etc",
+        "busybox",
+        "grep",
+        "-c",
+        "^root:",
+        "/etc/passwd",
+    ]);
+    assert_eq!(out, "1\n");
+    k.ok(&["volume", "rm", "etcvol"]);
     k.finish();
 }
 

@@ -108,6 +108,11 @@ impl Engine {
 }
 
 fn copy_out(dir: &impl AsFd, name: &OsStr, dest: &Path) -> io::Result<()> {
+    copy_tree_out(dir, name, dest, false)
+}
+
+/// Copies `name` in `dir` to `dest`; with `owners`, keeps uid and gid.
+fn copy_tree_out(dir: &impl AsFd, name: &OsStr, dest: &Path, owners: bool) -> io::Result<()> {
     let st = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)?;
     let mode = st.st_mode & 0o7777;
     match FileType::from_raw_mode(st.st_mode) {
@@ -132,8 +137,9 @@ fn copy_out(dir: &impl AsFd, name: &OsStr, dest: &Path) -> io::Result<()> {
                 }
             }
             for n in names {
-                copy_out(&fd, &n, &dest.join(&n))?;
+                copy_tree_out(&fd, &n, &dest.join(&n), owners)?;
             }
+            chown(dest, &st, owners)?;
             std::fs::set_permissions(dest, std::fs::Permissions::from_mode(mode))
         }
         FileType::RegularFile => {
@@ -146,17 +152,44 @@ fn copy_out(dir: &impl AsFd, name: &OsStr, dest: &Path) -> io::Result<()> {
             let mut from = File::from(fd);
             let mut to = File::create(dest)?;
             io::copy(&mut from, &mut to)?;
+            chown(dest, &st, owners)?;
             to.set_permissions(std::fs::Permissions::from_mode(mode))
         }
         FileType::Symlink => {
             let target = rustix::fs::readlinkat(dir, name, Vec::new())?;
-            std::os::unix::fs::symlink(OsStr::from_bytes(target.as_bytes()), dest)
+            std::os::unix::fs::symlink(OsStr::from_bytes(target.as_bytes()), dest)?;
+            chown(dest, &st, owners)
         }
         _ => {
             tracing::warn!(path = %dest.display(), "cp: skipping a special file");
             Ok(())
         }
     }
+}
+
+fn chown(dest: &Path, st: &rustix::fs::Stat, owners: bool) -> io::Result<()> {
+    if owners {
+        std::os::unix::fs::lchown(dest, Some(st.st_uid), Some(st.st_gid))?;
+    }
+    Ok(())
+}
+
+/// Copies what the image has at `path` (inside `rootfs`) into a new,
+/// empty volume directory `dest`, keeping modes and owners, as docker
+/// does for a volume mounted over image content. Nothing when the image
+/// has no directory there.
+pub(crate) fn copy_up(rootfs: &Path, path: &str, dest: &Path) -> io::Result<()> {
+    let root = Root::open(rootfs)?;
+    let rel = path.trim_start_matches('/');
+    let Ok((dir, name)) = root.parent_of(Path::new(rel), false) else {
+        return Ok(());
+    };
+    let is_dir = rustix::fs::statat(&dir, &name, AtFlags::SYMLINK_NOFOLLOW)
+        .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Directory);
+    if !is_dir || std::fs::read_dir(dest)?.next().is_some() {
+        return Ok(());
+    }
+    copy_tree_out(&dir, &name, dest, true)
 }
 
 fn copy_in(src: &Path, dir: &impl AsFd, name: &OsStr) -> io::Result<()> {

@@ -239,8 +239,12 @@ impl Engine {
 
     /// A generated name no container has (the caller holds the names lock).
     fn free_generated_name(&self, id: &str) -> Result<String> {
-        let taken: std::collections::HashSet<String> =
-            self.containers.list()?.into_iter().map(|r| r.name).collect();
+        let taken: std::collections::HashSet<String> = self
+            .containers
+            .list()?
+            .into_iter()
+            .map(|r| r.name)
+            .collect();
         for attempt in 0..5 {
             let n = container::generate_name(&id[attempt * 12..]);
             if !taken.contains(&n) {
@@ -283,6 +287,9 @@ impl Engine {
         for (source, dest, ro) in wanted {
             let v = vols.create_for(source.as_deref(), Default::default(), id)?;
             taken.push((v.name.clone(), source.is_none()));
+            // an empty volume over image content starts with a copy of it
+            crate::cp::copy_up(&self.rootfs(id), &dest, &v.mountpoint)
+                .map_err(|e| EngineError::io("copy image content into volume", &v.mountpoint, e))?;
             if source.is_none() {
                 anonymous.push(v.name.clone());
             }
