@@ -55,3 +55,31 @@ fn pin_and_unpin_leave_no_mount() {
     };
     ours(kontti_testutil::HostSnapshot::take("ksv-netns")).assert_no_leaks_since(&ours(before));
 }
+
+#[test]
+fn a_container_joining_a_pinned_namespace_is_supervised_to_its_exit() {
+    // joining by path puts an intermediate process between the supervisor
+    // and the init, which the supervisor then reaps as a subreaper
+    let mut w = common::World::new(
+        "joinns",
+        &["sh", "-c", "cat /sys/class/net/lo/operstate; exit 3"],
+    );
+    let ns = w.root.path().join("netns");
+    netns::pin_with(std::path::Path::new(common::BIN), &ns).expect("pin");
+    let nss = w.config()["linux"]["namespaces"].as_array_mut().unwrap();
+    for n in nss.iter_mut() {
+        if n["type"] == "network" {
+            n["path"] = serde_json::json!(ns.to_str().unwrap());
+        }
+    }
+    let c = w.command();
+    w.start(&c);
+    let exit = w.wait_exit();
+    assert_eq!((exit.exit_code, exit.error), (3, None));
+    assert_eq!(
+        w.log_text(kontti_supervisor::crilog::Stream::Stdout),
+        "unknown\n"
+    );
+    netns::unpin(&ns).expect("unpin");
+    w.assert_clean();
+}
