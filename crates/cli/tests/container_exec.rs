@@ -55,6 +55,25 @@ fn exec_runs_in_the_running_container() {
         out.contains("sleep 60") && out.lines().count() <= 4,
         "{out}"
     );
+    // -d: started, not waited for
+    k.ok(&[
+        "exec",
+        "-d",
+        "box",
+        "sh",
+        "-c",
+        "sleep 0.3; touch /tmp/detached",
+    ]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while k
+        .run(&["exec", "box", "test", "-f", "/tmp/detached"])
+        .status
+        .code()
+        != Some(0)
+    {
+        assert!(std::time::Instant::now() < deadline, "exec -d never ran");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let top = k.ok(&["top", "box"]);
     assert!(top.contains("sleep 60"), "{top}");
     k.ok(&["stop", "-t", "0", "box"]);
