@@ -117,6 +117,8 @@ impl Kontti {
     fn cmd(&self) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_kontti"));
         c.arg("--root").arg(&self.root);
+        // RUN steps on the host network get no copy of the host's resolver
+        c.env("KONTTI_BUILD_RESOLV_CONF", "none");
         c
     }
     fn ok(&self, args: &[&str]) -> String {
