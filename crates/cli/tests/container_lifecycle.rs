@@ -311,3 +311,78 @@ fn concurrent_creates_of_one_name_let_exactly_one_win() {
     assert_eq!(k.ok(&["ps", "-a", "--format", "{{.Names}}"]), "only\n");
     k.finish();
 }
+
+#[test]
+fn run_pulls_a_missing_image_from_a_loopback_registry() {
+    use std::io::{BufRead, BufReader};
+    let k = Kontti::new();
+    let storage = k.dir.path().join("registry");
+    let mut server = k
+        .cmd()
+        .args(["registry", "serve", "--addr", "127.0.0.1:0", "--storage"])
+        .arg(&storage)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(server.stderr.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("kontti registry listening on ")
+        .unwrap()
+        .to_owned();
+    let reference = format!("{addr}/lib/busybox:1");
+    k.ok(&["tag", "busybox", &reference]);
+    k.ok(&["push", "-q", &reference]);
+    k.ok(&["rmi", &reference]);
+
+    // not in the store: pulled on first use
+    let out = k.run(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--cgroup-parent",
+        &k.cgroup_parent,
+        &reference,
+        "echo",
+        "pulled",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "pulled\n");
+    assert!(
+        stderr.contains(&format!("Unable to find image '{reference}' locally")),
+        "{stderr}"
+    );
+    // present now: --pull never uses it, --pull always asks the registry again
+    k.ok(&[
+        "run",
+        "--rm",
+        "--pull",
+        "never",
+        "--network",
+        "none",
+        "--cgroup-parent",
+        &k.cgroup_parent,
+        &reference,
+        "true",
+    ]);
+    k.ok(&[
+        "run",
+        "--rm",
+        "--pull",
+        "always",
+        "--network",
+        "none",
+        "--cgroup-parent",
+        &k.cgroup_parent,
+        &reference,
+        "true",
+    ]);
+    let _ = server.kill();
+    let _ = server.wait();
+    k.finish();
+}
