@@ -43,6 +43,8 @@ fn ps_rename_pause_restart_wait_attach_prune() {
             .trim(),
         a
     );
+    let t = k.ok(&["ps", "--format", "table {{.Names}}\t{{.State}}"]);
+    assert_eq!(t, "NAMES\tSTATE\nalpha\trunning\n");
     let table = k.ok(&["ps"]);
     assert!(table.starts_with("CONTAINER ID   IMAGE"), "{table}");
     assert!(table.contains("Up "), "{table}");

@@ -86,12 +86,48 @@ pub(super) fn ps(ctx: &Context, a: PsArgs) -> anyhow::Result<i32> {
             }
         }
         Some(tpl) => {
-            for r in &recs {
+            // "table ..." prints a header of the fields' names first, as docker
+            let (tpl, table) = match tpl.strip_prefix("table") {
+                Some(rest) => (rest.trim_start(), true),
+                None => (tpl, false),
+            };
+            let fill = |values: &dyn Fn(&str) -> String| {
                 let mut line = tpl.replace("\\t", "\t").replace("\\n", "\n");
-                for (k, v) in row(r) {
-                    line = line.replace(&format!("{{{{.{k}}}}}"), &v);
+                for k in [
+                    "ID",
+                    "Image",
+                    "Command",
+                    "CreatedAt",
+                    "RunningFor",
+                    "Status",
+                    "State",
+                    "Ports",
+                    "Names",
+                    "Labels",
+                ] {
+                    line = line.replace(&format!("{{{{.{k}}}}}"), &values(k));
                 }
-                writeln!(out, "{line}")?;
+                line
+            };
+            if table {
+                writeln!(
+                    out,
+                    "{}",
+                    fill(&|k: &str| match k {
+                        "ID" => "CONTAINER ID".to_owned(),
+                        "RunningFor" => "CREATED".to_owned(),
+                        "CreatedAt" => "CREATED AT".to_owned(),
+                        other => other.to_ascii_uppercase(),
+                    })
+                )?;
+            }
+            for r in &recs {
+                let values = row(r);
+                writeln!(
+                    out,
+                    "{}",
+                    fill(&|k: &str| values.get(k).cloned().unwrap_or_default())
+                )?;
             }
         }
         None => {
