@@ -188,9 +188,12 @@ impl Pump {
         Ok(())
     }
 
-    /// Sends the exit frame to every client, flushing what they have
-    /// pending (each gets at most a second), and closes them.
+    /// Sends the exit frame to every client (including those that connected
+    /// but were not accepted yet), flushing what they have pending (each
+    /// gets at most a second), and closes them.
     pub fn send_exit(&mut self, code: i32) {
+        // clients still in the listen backlog get the exit code too
+        self.accept();
         for mut c in self.clients.drain(..) {
             if Frame::Exit(code).encode_into(&mut c.out).is_err() {
                 continue;
