@@ -51,6 +51,18 @@ impl FilterArch {
         }
     }
 
+    /// The end (exclusive) of the syscall numbers this architecture's
+    /// kernels assign: every table here ends below 1024, and numbers at or
+    /// above it are private ranges (ARM's 0x0f0000) or not syscalls at all.
+    /// x32 numbers carry [`X32_SYSCALL_BIT`].
+    pub(crate) fn syscall_end(self) -> u32 {
+        const END: u32 = 1024;
+        match self {
+            FilterArch::X32 => X32_SYSCALL_BIT | END,
+            _ => END,
+        }
+    }
+
     /// The syscall number of `name` on this architecture (a linear
     /// lookup; [`SyscallTable`] is the fast one).
     #[cfg(test)]

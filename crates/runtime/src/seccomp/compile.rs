@@ -10,6 +10,12 @@
 //!           wins), each an AND of 64-bit comparisons, falling to the default.
 //! ```
 //!
+//! Numbers above the highest one the profile names on an architecture (up
+//! to the end of its syscall range) return `ERRNO(ENOSYS)` instead of the
+//! default action, unless that action lets the call through: such a syscall
+//! is newer than the profile, and ENOSYS is what makes libc fall back to
+//! an older call (clone3 → clone, as runc and crun do).
+//!
 //! Syscalls with the same plain action in consecutive numbers share one
 //! interval, so the search depth is log2 of the number of action changes, not
 //! of syscalls; the program grows linearly with the profile. The program is
@@ -21,6 +27,9 @@ use std::collections::HashMap;
 
 use super::arch::{FilterArch, X32_SYSCALL_BIT};
 use super::bpf::*;
+
+/// The errno for syscalls newer than the profile.
+const ENOSYS: u32 = libc::ENOSYS as u32;
 
 /// One comparison of a syscall argument.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -269,6 +278,20 @@ impl Emitter {
             let after = nr.wrapping_add(1);
             if after != 0 && d != Dest::Ret(default) {
                 intervals.push((after, Dest::Ret(default)));
+            }
+        }
+        // Newer than the profile: ENOSYS up to the end of the range.
+        let allows = matches!(default, ret::ALLOW | ret::LOG);
+        if let Some(&(max, _, _)) = syscalls.groups.last()
+            && !allows
+        {
+            let (newer, end) = (max.saturating_add(1), syscalls.arch.syscall_end());
+            if newer < end {
+                if intervals.last().map(|l| l.0) == Some(newer) {
+                    intervals.pop();
+                }
+                intervals.push((newer, Dest::Ret(ret::ERRNO | ENOSYS)));
+                intervals.push((end, Dest::Ret(default)));
             }
         }
         // Drop interval starts that do not change the destination.

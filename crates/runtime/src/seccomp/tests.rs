@@ -82,11 +82,74 @@ fn default_errno_and_unknown_names() {
     );
     assert_eq!(verdict(&p, "read", [0; 6]), 0x7fff_0000);
     assert_eq!(verdict(&p, "write", [0; 6]), 0x0005_0000 | 38);
-    // Numbers past the table get the default.
+    // Numbers past the architecture's range get the default.
     assert_eq!(
         raw(&p, FilterArch::native().audit(), 5000),
         0x0005_0000 | 38
     );
+}
+
+/// The highest number `names` resolve to on x86_64.
+fn highest(names: &[&str]) -> u32 {
+    names
+        .iter()
+        .filter_map(|n| FilterArch::X86_64.syscall(n))
+        .max()
+        .unwrap()
+}
+
+#[test]
+fn syscalls_newer_than_the_profile_get_enosys() {
+    let enosys = 0x0005_0000 | 38;
+    let p = prog(
+        r#"{"defaultAction": "SCMP_ACT_KILL_PROCESS", "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"], "syscalls": [
+        {"names": ["read", "getpid"], "action": "SCMP_ACT_ALLOW"},
+        {"names": ["mount"], "action": "SCMP_ACT_ERRNO"}
+    ]}"#,
+    );
+    let max = highest(&["read", "getpid", "mount"]);
+    // Below the highest named number: the default, whether named or not.
+    assert_eq!(raw(&p, X86_64, (max - 1) as i32), 0x8000_0000);
+    assert_eq!(raw(&p, X86_64, max as i32), 0x0005_0001);
+    // Above it, to the end of the range: ENOSYS.
+    for nr in [max + 1, max + 2, 450, 1023] {
+        assert_eq!(raw(&p, X86_64, nr as i32), enosys, "{nr}");
+    }
+    // Past the range, and nr -1: the default.
+    assert_eq!(raw(&p, X86_64, 1024), 0x8000_0000);
+    assert_eq!(raw(&p, X86_64, 0x0f_0002), 0x8000_0000);
+    assert_eq!(raw(&p, X86_64, -1), 0x8000_0000);
+    // The same per architecture, from each one's own highest number
+    // (mount is 21 on i386, getpid 20, read 3).
+    assert_eq!(raw(&p, I386, 20), 0x7fff_0000);
+    assert_eq!(raw(&p, I386, 21), 0x0005_0001);
+    assert_eq!(raw(&p, I386, 22), enosys);
+    assert_eq!(raw(&p, I386, 1024), 0x8000_0000);
+    let x32 = |nr: u32| (nr | X32_SYSCALL_BIT) as i32;
+    assert_eq!(raw(&p, X86_64, x32(max)), 0x0005_0001);
+    assert_eq!(raw(&p, X86_64, x32(max - 1)), 0x8000_0000);
+    assert_eq!(raw(&p, X86_64, x32(max + 1)), enosys);
+    assert_eq!(raw(&p, X86_64, x32(1024)), 0x8000_0000);
+}
+
+#[test]
+fn newer_syscalls_keep_a_permissive_default() {
+    for (default, ret) in [
+        ("SCMP_ACT_ALLOW", 0x7fff_0000),
+        ("SCMP_ACT_LOG", 0x7ffc_0000),
+    ] {
+        let p = prog(&format!(
+            r#"{{"defaultAction": "{default}", "syscalls": [
+            {{"names": ["mount"], "action": "SCMP_ACT_ERRNO"}}
+        ]}}"#
+        ));
+        let max = highest(&["mount"]);
+        assert_eq!(raw(&p, X86_64, (max + 1) as i32), ret, "{default}");
+        assert_eq!(raw(&p, X86_64, 1000), ret, "{default}");
+    }
+    // A profile naming nothing has no "newer" syscalls.
+    let p = prog(r#"{"defaultAction": "SCMP_ACT_ERRNO"}"#);
+    assert_eq!(raw(&p, X86_64, 1000), 0x0005_0001);
 }
 
 /// Checks `op` against a reference on values around the interesting 64-bit
@@ -406,6 +469,9 @@ fn default_profile_allows_the_usual_and_refuses_the_dangerous() {
     // i386 through int 0x80: filtered too (getpid = 20, mount = 21).
     assert_eq!(raw(&p, I386, 20), allow);
     assert_eq!(raw(&p, I386, 21), eperm);
+    // Numbers above every one the profile names: ENOSYS, not EPERM.
+    assert_eq!(raw(&p, X86_64, 1000), 0x0005_0000 | 38);
+    assert_eq!(raw(&p, I386, 1000), 0x0005_0000 | 38);
 }
 
 /// Prints the compile time of the default profile (the minimum over many
