@@ -492,3 +492,80 @@ fn walk_sizes(dir: &Path) -> u64 {
         })
         .sum()
 }
+
+/// A tmpfs of `size` mounted over `at`, unmounted on drop.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn new(at: &Path, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(at).unwrap();
+        run(Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at));
+        Tmpfs(at.to_owned())
+    }
+
+    fn resize(&self, size: &str) {
+        run(Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(&self.0));
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// Pulls `reference` into `root` and expects the disk-full failure.
+fn pull_fails_for_space(root: &Path, reference: &str) {
+    let o = kontti(root, &["pull", "-q", reference]);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(6), "exit code; stderr: {err}");
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    assert!(err.contains("no space left on device"), "{err}");
+}
+
+#[test]
+fn disk_full_mid_pull_is_a_clear_error_and_leaves_the_store_consistent() {
+    kontti_testutil::require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let img = Image::new(&[256 << 10, 6 << 20]);
+    let i2 = img.clone();
+    let srv = Scripted::start(move |r: &Req| i2.answer("full/img", r));
+    let reference = format!("{}/full/img:v1", srv.host());
+    let root = dir.path().join("root");
+    let fs = Tmpfs::new(&root, "3m");
+    let big = root
+        .join("content/blobs/sha256")
+        .join(sha256_of(&img.layers[1]).hex());
+
+    // The download of the big layer does not fit.
+    pull_fails_for_space(&root, &reference);
+    assert!(!big.exists(), "no half blob under its digest");
+    assert_eq!(store_ref(&root, &reference), None, "no name for it");
+    assert!(ok(kontti(&root, &["images", "-q"])).is_empty());
+    let out = ok(kontti(&root, &["image", "prune"]));
+    assert_eq!(walk_sizes(&root.join("content/ingest")), 0, "{out}");
+
+    // The download fits, its unpacking does not.
+    fs.resize("9m");
+    pull_fails_for_space(&root, &reference);
+    assert_eq!(store_ref(&root, &reference), None, "no name for it");
+    assert!(
+        find_file(&root.join("snapshots"), "layer1.bin").is_none(),
+        "no half-unpacked layer visible"
+    );
+    ok(kontti(&root, &["image", "prune"]));
+    assert_eq!(walk_sizes(&root.join("content/ingest")), 0);
+
+    // With space, the same store completes the pull.
+    fs.resize("64m");
+    ok(kontti(&root, &["pull", "-q", &reference]));
+    assert_eq!(store_ref(&root, &reference), Some(img.manifest_digest()));
+    assert_eq!(std::fs::read(&big).unwrap(), img.layers[1]);
+    let unpacked = find_file(&root.join("snapshots"), "layer1.bin").expect("layer unpacked");
+    assert_eq!(std::fs::metadata(&unpacked).unwrap().len(), 6 << 20);
+    drop(fs);
+}

@@ -18,13 +18,15 @@ pub enum RootfsError {
     /// A snapshot operation failed.
     #[error(transparent)]
     Snapshot(#[from] SnapshotError),
-    /// Unpacking a layer failed (the partial unpack was discarded).
-    #[error("layer {layer}: {source}")]
+    /// Unpacking a layer failed (the partial unpack was discarded). The
+    /// message includes the cause, which is therefore not a `source` (a
+    /// chain printed whole would say it twice).
+    #[error("layer {layer}: {cause}")]
     Unpack {
         /// The layer blob.
         layer: Digest,
         /// What went wrong.
-        source: UnpackError,
+        cause: UnpackError,
     },
 }
 
@@ -34,7 +36,7 @@ impl RootfsError {
         match self {
             RootfsError::Store(e) => e.kind(),
             RootfsError::Snapshot(e) => e.kind(),
-            RootfsError::Unpack { source, .. } => source.kind(),
+            RootfsError::Unpack { cause, .. } => cause.kind(),
         }
     }
 }
@@ -74,9 +76,9 @@ pub fn unpack_image(
         let result = (|| {
             let (dir, mode) = snapshotter.apply_target(&key)?;
             let blob = store.open_blob(&layer.digest)?;
-            apply_layer(blob, &dir, mode, Some(diff_id)).map_err(|source| RootfsError::Unpack {
+            apply_layer(blob, &dir, mode, Some(diff_id)).map_err(|cause| RootfsError::Unpack {
                 layer: layer.digest.clone(),
-                source,
+                cause,
             })?;
             snapshotter.sync(&key)?;
             Ok::<_, RootfsError>(())

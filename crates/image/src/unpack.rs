@@ -83,7 +83,13 @@ pub enum UnpackError {
         /// What the content hashes to.
         actual: Digest,
     },
-    /// Writing failed (disk full, permissions).
+    /// The disk (or quota) filled up.
+    #[error("no space left on device while unpacking {entry:?}")]
+    NoSpace {
+        /// The entry being written.
+        entry: PathBuf,
+    },
+    /// Writing failed (permissions, I/O).
     #[error("unpacking {entry:?}: {source}")]
     Io {
         /// The entry being written.
@@ -94,14 +100,22 @@ pub enum UnpackError {
 }
 
 impl UnpackError {
+    /// A write error of `entry`; a full disk is [`UnpackError::NoSpace`]
+    /// (also when an archive reader wrapped the system error).
+    fn io(entry: PathBuf, source: io::Error) -> UnpackError {
+        if source.raw_os_error() == Some(Errno::NOSPC.raw_os_error())
+            || source.kind() == io::ErrorKind::StorageFull
+        {
+            UnpackError::NoSpace { entry }
+        } else {
+            UnpackError::Io { entry, source }
+        }
+    }
+
     /// The kind of failure.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            UnpackError::Io { source, .. }
-                if source.raw_os_error() == Some(Errno::NOSPC.raw_os_error()) =>
-            {
-                ErrorKind::Unavailable
-            }
+            UnpackError::NoSpace { .. } => ErrorKind::Unavailable,
             UnpackError::Io { .. } => ErrorKind::Internal,
             _ => ErrorKind::Invalid,
         }
@@ -166,10 +180,7 @@ pub fn apply_layer<R: Read>(
 ) -> Result<LayerStats, UnpackError> {
     let malformed = |e: io::Error| UnpackError::Malformed(one_line(&e));
     let hashing = HashingReader::new(decompressed(reader).map_err(malformed)?, Algorithm::Sha256);
-    let root = Root::open(dest).map_err(|source| UnpackError::Io {
-        entry: dest.to_owned(),
-        source,
-    })?;
+    let root = Root::open(dest).map_err(|source| UnpackError::io(dest.to_owned(), source))?;
     let mut archive = tar::Archive::new(hashing);
     let mut applier = Applier {
         root: &root,
@@ -245,14 +256,8 @@ impl Applier<'_> {
             entry: raw.clone(),
             source,
         };
-        let io_err = |source: io::Error| UnpackError::Io {
-            entry: raw.clone(),
-            source,
-        };
-        let errno = |e: Errno| UnpackError::Io {
-            entry: raw.clone(),
-            source: e.into(),
-        };
+        let io_err = |source: io::Error| UnpackError::io(raw.clone(), source);
+        let errno = |e: Errno| UnpackError::io(raw.clone(), e.into());
         let (parent, name) = self.root.parent_of(&path, true).map_err(unsafe_err)?;
         let name_bytes = name.as_bytes();
 
@@ -443,10 +448,7 @@ impl Applier<'_> {
     fn finish(&mut self) -> Result<(), UnpackError> {
         // Directory times last: creating children changed them.
         for (path, mtime) in self.dir_times.drain(..).rev() {
-            let io_err = |e: Errno| UnpackError::Io {
-                entry: path.clone(),
-                source: e.into(),
-            };
+            let io_err = |e: Errno| UnpackError::io(path.clone(), e.into());
             let (parent, name) =
                 self.root
                     .parent_of(&path, false)

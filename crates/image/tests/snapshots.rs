@@ -360,7 +360,7 @@ fn disk_full_while_unpacking_leaves_nothing(kind: &str) {
         let image = store_image(&e.store, "big:1", &[big], true);
         let err = unpack_image(&e.store, &image, sn.as_ref()).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
-        assert!(err.to_string().contains("No space left on device"), "{err}");
+        assert!(err.to_string().contains("no space left on device"), "{err}");
         assert!(sn.list().unwrap().is_empty());
         assert_eq!(fs::read_dir(small.join("sn/s")).unwrap().count(), 0);
     }));

@@ -78,14 +78,26 @@ fn open(content_root: &std::path::Path, purpose: &str) -> Result<ContentBlobs, L
     })
 }
 
-/// Pulls `reference` into the content store at `content_root` and names it.
+/// A pulled image not yet named: its blobs are verified and stored, held
+/// by the pull's lease until [`unpack`] has unpacked its layers and named it.
+pub struct PulledImage {
+    /// What the registry client fetched.
+    pub pulled: Pulled,
+    reference: ImageRef,
+    top: StoreDescriptor,
+    blobs: Arc<ContentBlobs>,
+}
+
+/// Pulls `reference` into the content store at `content_root`. The image is
+/// named only by [`unpack`], so that a pull that fails later (a full disk
+/// while unpacking) leaves no name for an image that cannot run.
 pub async fn pull(
     client: &Client,
     content_root: &std::path::Path,
     reference: &ImageRef,
     platform: &Platform,
     progress: Arc<dyn Progress>,
-) -> Result<Pulled, LocalError> {
+) -> Result<PulledImage, LocalError> {
     let blobs = Arc::new(open(content_root, "pull")?);
     let pulled = client
         .pull(reference, platform, blobs.clone(), progress)
@@ -98,31 +110,43 @@ pub async fn pull(
             pulled.manifest.len() as u64,
         ),
     };
-    blobs.store().set_ref(reference, &top)?;
-    Ok(pulled)
+    Ok(PulledImage {
+        pulled,
+        reference: reference.clone(),
+        top,
+        blobs,
+    })
 }
 
 /// Unpacks a pulled image's layers that are not unpacked yet (each layer
 /// once, shared by every image that has it; diffIDs verified), so that the
-/// next run of the image unpacks nothing.
+/// next run of the image unpacks nothing; then gives the image its name.
 pub fn unpack(
     state_root: &std::path::Path,
-    pulled: &Pulled,
+    image: &PulledImage,
 ) -> Result<kontti_image::rootfs::UnpackReport, LocalError> {
-    let store = kontti_image::ContentStore::open(kontti_image::content_dir(state_root))?;
+    let store = image.blobs.store();
+    let pulled = &image.pulled;
     let desc = StoreDescriptor::new(
         &pulled.manifest_media_type,
         pulled.manifest_digest.clone(),
         pulled.manifest.len() as u64,
     );
-    let image =
-        kontti_image::Image::from_descriptor(&store, desc, &kontti_image::PlatformSpec::host())?;
+    let resolved =
+        kontti_image::Image::from_descriptor(store, desc, &kontti_image::PlatformSpec::host())?;
     let snapshotter = kontti_image::snapshot::open_default(state_root)?;
-    Ok(kontti_image::rootfs::unpack_image(
-        &store,
-        &image,
-        snapshotter.as_ref(),
-    )?)
+    let report = kontti_image::rootfs::unpack_image(store, &resolved, snapshotter.as_ref())?;
+    image.name()?;
+    Ok(report)
+}
+
+impl PulledImage {
+    /// Records the image under the reference it was pulled by, without
+    /// unpacking it ([`unpack`] does both).
+    pub fn name(&self) -> Result<(), LocalError> {
+        self.blobs.store().set_ref(&self.reference, &self.top)?;
+        Ok(())
+    }
 }
 
 /// Fails unless the local store names an image `reference`.

@@ -55,6 +55,10 @@ async fn pull(
         Arc::new(NoProgress),
     )
     .await
+    .and_then(|p| {
+        p.name()?;
+        Ok(p.pulled)
+    })
 }
 
 fn has_blob(dir: &Path, data: &[u8]) -> bool {
@@ -448,7 +452,7 @@ async fn index_without_the_platform_names_what_it_has() {
     )
     .await
     .unwrap();
-    assert!(pulled.index.is_some());
+    assert!(pulled.pulled.index.is_some());
     assert!(has_blob(dir.path(), &index), "the index is stored");
 }
 

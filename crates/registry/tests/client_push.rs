@@ -197,7 +197,7 @@ async fn push_uploads_skips_and_mounts() {
     )
     .await
     .unwrap();
-    assert_eq!(pulled.manifest_digest, md);
+    assert_eq!(pulled.pulled.manifest_digest, md);
     let got = std::fs::read(fresh.join("blobs/sha256").join(sha256_of(&big).hex())).unwrap();
     assert!(got == big);
     let _ = tx.send(());
@@ -283,7 +283,7 @@ async fn tls_registry_with_a_private_ca() {
     )
     .await
     .unwrap();
-    assert_eq!(pulled.manifest_digest, md);
+    assert_eq!(pulled.pulled.manifest_digest, md);
     // Plain HTTP to the TLS port is refused by the server.
     let plain = reqwest::Client::new()
         .get(format!("http://{host}/v2/"))

@@ -203,11 +203,12 @@ pub fn run(ctx: &Context, cmd: RegistryCommand) -> anyhow::Result<i32> {
             );
             if !quiet {
                 let top = pulled
+                    .pulled
                     .index
                     .as_ref()
-                    .map_or(&pulled.manifest_digest, |(d, _, _)| d);
+                    .map_or(&pulled.pulled.manifest_digest, |(d, _, _)| d);
                 eprintln!("Digest: {top}");
-                if pulled.downloaded == 0 {
+                if pulled.pulled.downloaded == 0 {
                     eprintln!("Status: Image is up to date for {}", r.familiar());
                 } else {
                     eprintln!("Status: Downloaded newer image for {}", r.familiar());

@@ -95,6 +95,12 @@ pub enum ClientError {
         /// The cause.
         source: std::io::Error,
     },
+    /// The disk (or quota) filled up.
+    #[error("no space left on device while {context}")]
+    NoSpace {
+        /// What was being done.
+        context: String,
+    },
     /// Credentials could not be read.
     #[error(transparent)]
     Auth(#[from] super::auth::AuthError),
@@ -122,12 +128,18 @@ impl ClientError {
             | ClientError::ManifestInvalid { .. } => ErrorKind::Invalid,
             ClientError::PlatformNotFound { .. } => ErrorKind::NotFound,
             ClientError::Io { .. } => ErrorKind::Internal,
+            ClientError::NoSpace { .. } => ErrorKind::Unavailable,
             ClientError::Auth(e) => e.kind(),
             ClientError::Config(e) => e.kind(),
         }
     }
 
     pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> ClientError {
+        if is_no_space(&source) {
+            return ClientError::NoSpace {
+                context: context.into(),
+            };
+        }
         ClientError::Io {
             context: context.into(),
             source,
@@ -148,4 +160,15 @@ pub(crate) fn chain(e: &dyn std::error::Error) -> String {
         cur = c.source();
     }
     s
+}
+
+/// Whether an I/O error is a full disk (or quota), also when the store
+/// wrapped its own error in the I/O error.
+fn is_no_space(e: &std::io::Error) -> bool {
+    if e.kind() == std::io::ErrorKind::StorageFull {
+        return true;
+    }
+    e.get_ref()
+        .and_then(|inner| inner.downcast_ref::<kontti_image::StoreError>())
+        .is_some_and(|s| matches!(s, kontti_image::StoreError::NoSpace { .. }))
 }
