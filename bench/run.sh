@@ -125,6 +125,7 @@ cleanup() {
         P rmi --all --force >/dev/null 2>&1
         P system reset --force >/dev/null 2>&1
     fi
+    podman_leftovers
     netavark_cleanup
     # docker: containers, then the daemon (it stops the containerd it started).
     if [ -n "$dockerd_pid" ]; then
@@ -146,10 +147,29 @@ cleanup() {
         extra=$(comm -13 "$WORK/before.$k" "$WORK/after.$k" | grep -v -F "$WORK/" | head -5)
         [ -z "$extra" ] || log "WARNING: new $k since the start (maybe another user's): $(echo $extra)"
     done
+    left=$(pgrep -af "$WORK/" | grep -v -e "^$$ " -e pgrep | cut -c1-160 | head -5)
+    [ -z "$left" ] || log "WARNING: processes still running from $WORK: $left"
     [ -n "${KEEP_WORK:-}" ] || rm -rf "$WORK"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+
+# If podman lost track of a container (it happens when another podman on the
+# host frees the shared locks), its conmon and container outlive `rm --all`:
+# end them by pid, then drop crun's state and the container's cgroups.
+podman_leftovers() {
+    local c id ch
+    for c in $(pgrep -f "^/usr/bin/conmon .*$P_DIR/"); do
+        id=$(tr '\0' ' ' <"/proc/$c/cmdline" | sed -n 's/.* -c \([0-9a-f]\{64\}\) .*/\1/p')
+        for ch in $(pgrep -P "$c"); do kill -KILL "$ch"; done
+        kill -KILL "$c"
+        [ -n "$id" ] || continue
+        sleep 0.2
+        crun delete --force "$id" >/dev/null 2>&1
+        for ch in /sys/fs/cgroup/*/libpod_parent/libpod-"$id"; do [ -d "$ch" ] && rmdir "$ch"; done
+        log "removed a container podman had lost: $id"
+    done
+}
 
 # netavark's rules: those naming our bridge or subnet are ours. Its top-level
 # chains (and iptables' tables) are shared with every podman on the host: they
@@ -212,6 +232,8 @@ default_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]
 [engine]
 cgroup_manager = "cgroupfs"
 events_logger = "none"
+tmp_dir = "$P_DIR/libpod"
+lock_type = "file"
 [network]
 network_backend = "netavark"
 network_config_dir = "$P_DIR/networks"
@@ -318,6 +340,8 @@ print(f"| engine | supervising process | containers | RSS sum (kB) | PSS sum (kB
 print("|---|---|---|---|---|---|---|---|")
 for engine in ("kontti", "podman", "docker"):
     pids = [int(p) for p in open(f"{work}/{engine}.pids").read().split()]
+    if len(pids) != n or min(pids) <= 0:
+        sys.exit(f"bench: {engine}: {n} containers asked, init pids {pids}")
     sup = [ppid(p) for p in pids]
     names = sorted({os.path.basename(os.readlink(f"/proc/{s}/exe")) for s in sup})
     if len(set(sup)) != len(sup):
