@@ -85,6 +85,8 @@ fn import_list_tag_inspect_rmi() {
     assert_eq!(rows[0]["Tag"], "latest");
     assert_eq!(rows[1]["Repository"], "localhost:5000/tools/bb");
     assert_eq!(rows[0]["ID"], rows[1]["ID"]);
+    // An uncompressed layer: its size is the tarball's.
+    assert_eq!(rows[0]["VirtualSize"], fs::metadata(&tar).unwrap().len());
     let table = k.ok(&["image", "ls"]);
     assert!(table.starts_with("REPOSITORY"), "{table}");
     assert!(table.contains(&id[7..19]), "{table}");

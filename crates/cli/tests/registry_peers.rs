@@ -194,6 +194,33 @@ fn image_blobs(layout: &Path) -> BTreeSet<String> {
     out
 }
 
+/// The layout's image layers: compressed sizes summed, and uncompressed
+/// (each layer through `gzip -dc`) summed.
+fn layer_sizes(layout: &Path) -> (u64, u64) {
+    let m = layout_manifest(layout);
+    let doc: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(
+            layout
+                .join("blobs/sha256")
+                .join(m.trim_start_matches("sha256:")),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let (mut compressed, mut uncompressed) = (0, 0);
+    for l in doc["layers"].as_array().unwrap() {
+        assert!(l["mediaType"].as_str().unwrap().ends_with("gzip"), "{l}");
+        compressed += l["size"].as_u64().unwrap();
+        let blob = layout
+            .join("blobs/sha256")
+            .join(l["digest"].as_str().unwrap().trim_start_matches("sha256:"));
+        let o = Command::new("gzip").arg("-dc").arg(blob).output().unwrap();
+        assert!(o.status.success());
+        uncompressed += o.stdout.len() as u64;
+    }
+    (compressed, uncompressed)
+}
+
 fn blob_set(layout: &Path) -> BTreeSet<String> {
     std::fs::read_dir(layout.join("blobs/sha256"))
         .unwrap()
@@ -230,6 +257,18 @@ fn skopeo_and_docker_registry_interoperate() {
         store_ref(&root, &format!("{kaddr}/peer/busy:v1")).as_deref(),
         Some(manifest.as_str())
     );
+    // SIZE is the unpacked size: the layers' uncompressed tars, summed.
+    let (compressed, uncompressed) = layer_sizes(&layout);
+    let rows = ok(kontti(&root, &["images", "--format", "json"]));
+    let row: serde_json::Value = serde_json::from_str(rows.trim()).unwrap();
+    assert!(uncompressed > compressed, "{uncompressed} vs {compressed}");
+    assert_eq!(row["VirtualSize"], uncompressed, "{row}");
+    let inspect: serde_json::Value = serde_json::from_str(&ok(kontti(
+        &root,
+        &["image", "inspect", &format!("{kaddr}/peer/busy:v1")],
+    )))
+    .unwrap();
+    assert_eq!(inspect[0]["Size"], uncompressed);
 
     // kontti pushes to docker-registry under another name, pulls it back into a fresh root.
     let store = kontti_image::ContentStore::open(root.join("content")).unwrap();

@@ -55,6 +55,7 @@ mod gc;
 pub mod hash;
 mod image;
 pub mod import;
+mod layer_size;
 mod lease;
 pub mod local;
 pub mod media;

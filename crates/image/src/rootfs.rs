@@ -76,10 +76,15 @@ pub fn unpack_image(
         let result = (|| {
             let (dir, mode) = snapshotter.apply_target(&key)?;
             let blob = store.open_blob(&layer.digest)?;
-            apply_layer(blob, &dir, mode, Some(diff_id)).map_err(|cause| RootfsError::Unpack {
-                layer: layer.digest.clone(),
-                cause,
+            let stats = apply_layer(blob, &dir, mode, Some(diff_id)).map_err(|cause| {
+                RootfsError::Unpack {
+                    layer: layer.digest.clone(),
+                    cause,
+                }
             })?;
+            if let Err(e) = store.record_layer_size(diff_id, stats.size) {
+                tracing::warn!(%diff_id, error = %e, "cannot record the layer's size");
+            }
             snapshotter.sync(&key)?;
             Ok::<_, RootfsError>(())
         })();

@@ -227,7 +227,8 @@ fn human_size(bytes: u64) -> String {
 }
 
 fn list(ctx: &Context, a: ListArgs) -> anyhow::Result<i32> {
-    let images = local::list(&store(ctx)?)?;
+    let store = store(ctx)?;
+    let images = local::list(&store)?;
     let mut rows = Vec::new();
     for s in &images {
         let id = if a.no_trunc {
@@ -238,7 +239,7 @@ fn list(ctx: &Context, a: ListArgs) -> anyhow::Result<i32> {
         let created = s.image.config.created.clone().unwrap_or_default();
         let since = kontti_image::time::parse_rfc3339(&created)
             .map_or_else(|| "N/A".to_owned(), kontti_image::time::ago);
-        let size = s.image.size();
+        let size = s.image.unpacked_size(&store);
         let names: Vec<(String, String)> = if s.names.is_empty() {
             vec![("<none>".into(), "<none>".into())]
         } else {
@@ -356,7 +357,7 @@ fn inspect(ctx: &Context, a: InspectArgs) -> anyhow::Result<i32> {
             "Variant": img.config.variant,
             "Config": img.config.config,
             "RootFS": {"Type": img.config.rootfs.kind, "Layers": img.diff_ids()},
-            "Size": img.size(),
+            "Size": img.unpacked_size(&store),
             "Manifest": {
                 "Digest": img.manifest_descriptor.digest,
                 "MediaType": img.manifest_descriptor.media_type,
