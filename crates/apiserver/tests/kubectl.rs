@@ -530,3 +530,67 @@ fn kubectl_1_33_generators_etcd() {
     let server = TestServer::start(Some(etcd.url.clone())).expect("server");
     generators(&server.kubectl(33));
 }
+
+#[test]
+fn kubectl_1_33_server_side_apply_force_conflicts() {
+    let server = TestServer::start(None).expect("server");
+    let k = server.kubectl(33);
+    let cm = |data: &str| {
+        format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: owned\n  namespace: default\ndata:\n{data}"
+        )
+    };
+    // (Keys like y and n are booleans to kubectl's YAML 1.1 reader: avoided here.)
+    let alice = k.file("alice.yaml", &cm("  x: \"1\"\n  w: \"2\"\n"));
+    let bob = k.file("bob.yaml", &cm("  x: \"9\"\n"));
+    let (alice, bob) = (
+        alice.to_str().expect("utf-8 path"),
+        bob.to_str().expect("utf-8 path"),
+    );
+    k.ok(&[
+        "apply",
+        "--server-side",
+        "--field-manager=alice",
+        "-f",
+        alice,
+    ]);
+    let err = k.fails(&["apply", "--server-side", "--field-manager=bob", "-f", bob]);
+    assert!(
+        err.contains("conflict") && err.contains("alice") && err.contains(".data.x"),
+        "{err}"
+    );
+    k.ok(&[
+        "apply",
+        "--server-side",
+        "--field-manager=bob",
+        "--force-conflicts",
+        "-f",
+        bob,
+    ]);
+    let get = |path: &str| {
+        k.ok(&[
+            "get",
+            "cm",
+            "owned",
+            "--show-managed-fields",
+            "-o",
+            &format!("jsonpath={path}"),
+        ])
+    };
+    assert_eq!(get("{.data.x} {.data.w}"), "9 2");
+    let alice_fields = get("{.metadata.managedFields[?(@.manager==\"alice\")].fieldsV1}");
+    assert!(
+        alice_fields.contains("f:w") && !alice_fields.contains("f:x"),
+        "{alice_fields}"
+    );
+    // alice drops w (hers alone: removed) and x (now bob's: kept).
+    let alice2 = k.file("alice2.yaml", &cm("  z: \"3\"\n"));
+    k.ok(&[
+        "apply",
+        "--server-side",
+        "--field-manager=alice",
+        "-f",
+        alice2.to_str().expect("utf-8 path"),
+    ]);
+    assert_eq!(get("{.data}"), "{\"x\":\"9\",\"z\":\"3\"}");
+}
