@@ -137,6 +137,12 @@ cleanup() {
     fi
     ip link show "$D_BRIDGE" >/dev/null 2>&1 && ip link del "$D_BRIDGE"
     ip link show "$P_BRIDGE" >/dev/null 2>&1 && ip link del "$P_BRIDGE"
+    # A bridge that still holds one of the script's subnets is the script's.
+    for l in $(ip -4 -o addr show | awk -v k="$K_NET." -v p="$P_SUBNET." -v d="$D_NET." \
+        'index($4, k) == 1 || index($4, p) == 1 || index($4, d) == 1 {print $2}' | sort -u); do
+        log "removing $l, left with one of the benchmark's subnets"
+        ip link del "$l"
+    done
     awk -v r="$WORK/" 'index($5, r) == 1 {print $5}' /proc/self/mountinfo | sort -r |
         while read -r m; do umount "$m" 2>/dev/null || umount -l "$m"; done
     for c in /sys/fs/cgroup/*/"$CG_PARENT"; do
