@@ -116,6 +116,75 @@ fn import_list_tag_inspect_rmi() {
 }
 
 #[test]
+fn import_change_edits_the_config_and_bad_changes_store_nothing() {
+    let k = Kontti::new();
+    let tar = k.rootfs_tar();
+    let tar = tar.to_str().unwrap();
+    k.ok(&[
+        "import",
+        "--change",
+        "ENV GREETING=hello",
+        "-c",
+        "WORKDIR /srv/$GREETING",
+        "-c",
+        r#"CMD ["sh", "-c", "echo $GREETING"]"#,
+        "-c",
+        "ENTRYPOINT /bin/env",
+        "-c",
+        "EXPOSE 8080",
+        "-c",
+        "USER 1000",
+        "-c",
+        "LABEL team=blue",
+        "-c",
+        "VOLUME /data",
+        "-c",
+        "STOPSIGNAL SIGTERM",
+        tar,
+        "demo:1",
+    ]);
+    let inspect: serde_json::Value =
+        serde_json::from_str(&k.ok(&["image", "inspect", "demo:1"])).unwrap();
+    let c = &inspect[0]["Config"];
+    let env: Vec<&str> = c["Env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(env.contains(&"GREETING=hello"), "{c}");
+    assert!(env.iter().any(|e| e.starts_with("PATH=")), "{c}");
+    assert_eq!(c["WorkingDir"], "/srv/hello");
+    assert_eq!(c["Cmd"], serde_json::json!(["sh", "-c", "echo $GREETING"]));
+    assert_eq!(
+        c["Entrypoint"],
+        serde_json::json!(["/bin/sh", "-c", "/bin/env"])
+    );
+    assert_eq!(c["ExposedPorts"], serde_json::json!({"8080/tcp": {}}));
+    assert_eq!(c["User"], "1000");
+    assert_eq!(c["Labels"], serde_json::json!({"team": "blue"}));
+    assert_eq!(c["Volumes"], serde_json::json!({"/data": {}}));
+    assert_eq!(c["StopSignal"], "SIGTERM");
+
+    let blobs = k.count("blobs/sha256");
+    for (change, want) in [
+        ("RUN echo hi", "RUN cannot be applied to an image config"),
+        ("NOPE x", "invalid --change \"NOPE x\""),
+        ("", "invalid --change \"\": empty"),
+        ("CMD a\nRUN b", "one instruction per --change"),
+    ] {
+        let err = k.fails(&["import", "-c", change, tar, "bad:1"], 5);
+        assert!(err.contains(want), "{change:?}: {err}");
+    }
+    assert_eq!(
+        k.count("blobs/sha256"),
+        blobs,
+        "a bad change stored nothing"
+    );
+    assert_eq!(lines_json(&k.ok(&["images", "--format", "json"])).len(), 1);
+}
+
+#[test]
 fn bad_input_gives_one_line_errors_and_exit_codes() {
     let k = Kontti::new();
     let err = k.fails(&["image", "inspect", "nosuch"], 2);

@@ -49,6 +49,7 @@
 //! This crate does not talk to registries and does not run containers.
 
 pub mod archive;
+pub mod change;
 pub mod config;
 pub mod fsroot;
 mod gc;

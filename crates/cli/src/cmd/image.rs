@@ -166,6 +166,11 @@ pub struct ImportArgs {
     /// Default command of the image (repeat for each argument).
     #[arg(long = "cmd", value_name = "ARG")]
     cmd: Vec<String>,
+    /// Apply a Dockerfile instruction to the image's config (CMD,
+    /// ENTRYPOINT, ENV, EXPOSE, LABEL, USER, VOLUME, WORKDIR, STOPSIGNAL);
+    /// repeat for several.
+    #[arg(short = 'c', long = "change", value_name = "INSTRUCTION")]
+    change: Vec<String>,
 }
 
 /// `image inspect` arguments.
@@ -449,13 +454,15 @@ fn load(ctx: &Context, a: LoadArgs) -> anyhow::Result<i32> {
 fn import(ctx: &Context, a: ImportArgs) -> anyhow::Result<i32> {
     let name = a.name.as_deref().map(ImageRef::parse).transpose()?;
     let store = store(ctx)?;
-    let changes = ImageConfig {
+    let mut changes = ImageConfig {
         cmd: (!a.cmd.is_empty()).then(|| a.cmd.clone()),
         env: Some(vec![
             "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
         ]),
         ..ImageConfig::default()
     };
+    // Before reading the tarball: a bad change stores nothing.
+    kontti_image::change::apply_changes(&mut changes, &a.change)?;
     let image = if a.file == "-" {
         kontti_image::import::import_rootfs(
             &store,
@@ -550,6 +557,8 @@ pub fn error_kind(e: &anyhow::Error) -> Option<ErrorKind> {
         } else if let Some(x) = c.downcast_ref::<kontti_image::ImageError>() {
             Some(x.kind())
         } else if let Some(x) = c.downcast_ref::<archive::ArchiveError>() {
+            Some(x.kind())
+        } else if let Some(x) = c.downcast_ref::<kontti_image::change::ChangeError>() {
             Some(x.kind())
         } else if let Some(x) = c.downcast_ref::<kontti_image::import::ImportError>() {
             Some(x.kind())
