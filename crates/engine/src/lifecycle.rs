@@ -545,8 +545,17 @@ impl Engine {
     pub fn cleanup(&self, id: &str) -> Result<()> {
         let _span = tracing::info_span!("cleanup", container = %&id[..12.min(id.len())]).entered();
         let (restart, delay) = {
-            let _lock = self.containers.lock(id)?;
-            let mut rec = self.containers.load(id)?;
+            // removed meanwhile (rm -f, run --rm): nothing left to do
+            let _lock = match self.containers.lock(id) {
+                Ok(l) => l,
+                Err(EngineError::NotFound(_)) => return Ok(()),
+                Err(e) => return Err(e),
+            };
+            let mut rec = match self.containers.load(id) {
+                Ok(r) => r,
+                Err(EngineError::NotFound(_)) => return Ok(()),
+                Err(e) => return Err(e),
+            };
             if !self.reap_locked(&mut rec)? {
                 return Ok(());
             }
