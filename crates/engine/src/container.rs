@@ -230,7 +230,15 @@ impl Containers {
         if !dir.is_dir() {
             return Err(EngineError::NotFound(id.to_owned()));
         }
-        Lock::exclusive(&dir.join("lock"))
+        match Lock::exclusive(&dir.join("lock")) {
+            // removed between the check and the open
+            Err(EngineError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                Err(EngineError::NotFound(id.to_owned()))
+            }
+            other => other,
+        }
     }
 
     /// Reads a record.

@@ -183,8 +183,13 @@ impl Engine {
             Err(e) => return Err(e.into()),
         }
         self.remove_short_dir(&id);
+        // renamed away first: a process about to take the container's lock
+        // (its exit command) then finds nothing instead of recreating the
+        // lock file inside a directory being deleted
         let dir = self.dir(&id);
-        std::fs::remove_dir_all(&dir).map_err(|e| EngineError::io("remove", &dir, e))?;
+        let trash = self.containers().dir_of(&format!(".removing-{id}"));
+        std::fs::rename(&dir, &trash).map_err(|e| EngineError::io("remove", &dir, e))?;
+        std::fs::remove_dir_all(&trash).map_err(|e| EngineError::io("remove", &trash, e))?;
         let vols = Volumes::open(&self.root);
         for v in &rec.volumes {
             if let Err(e) = vols.release(v, &id) {
