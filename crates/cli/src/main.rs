@@ -24,8 +24,17 @@ struct Cli {
     command: cmd::Command,
 }
 
+/// docker's exit status for a command line it cannot use.
+const USAGE_ERROR: i32 = 125;
+
 fn main() {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            std::process::exit(if e.use_stderr() { USAGE_ERROR } else { 0 });
+        }
+    };
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(&cli.log_level))
         .with_writer(std::io::stderr)
