@@ -229,6 +229,8 @@ fn create_options(g: &Global, a: &CreateArgs) -> Result<CreateOptions, RuntimeEr
         no_pivot: a.no_pivot,
         preserve_fds: a.preserve_fds,
         no_new_keyring: a.no_new_keyring,
+        // a short-lived process: its peak RSS is the code it has touched
+        release_parsing_pages: true,
     })
 }
 

@@ -7,6 +7,7 @@
 #![allow(unsafe_code)]
 
 pub mod fs;
+pub mod mem;
 pub mod process;
 pub mod seccomp;
 pub mod term;
