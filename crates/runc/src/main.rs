@@ -11,6 +11,9 @@ use clap::Parser;
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
     let log = logging::init(&args.global);
+    // argument parsing ran once: its code need not stay resident (the
+    // runtime drops the config parser's the same way before setup)
+    kontti_runtime::sys::mem::release_clean_file_pages();
     match cli::dispatch(args) {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(e) => {
