@@ -516,6 +516,16 @@ fn find_file(dir: &Path, name: &str) -> Option<PathBuf> {
     None
 }
 
+fn entries(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 fn walk_sizes(dir: &Path) -> u64 {
     let Ok(rd) = std::fs::read_dir(dir) else {
         return 0;
@@ -585,8 +595,12 @@ fn disk_full_mid_pull_is_a_clear_error_and_leaves_the_store_consistent() {
     assert!(!big.exists(), "no half blob under its digest");
     assert_eq!(store_ref(&root, &reference), None, "no name for it");
     assert!(ok(kontti(&root, &["images", "-q"])).is_empty());
+    // The failed pull removed its partial download and released its lease;
+    // a prune then removes the unnamed blobs it had completed.
+    assert!(entries(&root.join("content/ingest")).is_empty());
+    assert!(entries(&root.join("content/leases")).is_empty());
     let out = ok(kontti(&root, &["image", "prune"]));
-    assert_eq!(walk_sizes(&root.join("content/ingest")), 0, "{out}");
+    assert!(out.contains(" blobs, 0 abandoned downloads"), "{out}");
 
     // The download fits, its unpacking does not.
     fs.resize("9m");
@@ -596,8 +610,10 @@ fn disk_full_mid_pull_is_a_clear_error_and_leaves_the_store_consistent() {
         find_file(&root.join("snapshots"), "layer1.bin").is_none(),
         "no half-unpacked layer visible"
     );
-    ok(kontti(&root, &["image", "prune"]));
-    assert_eq!(walk_sizes(&root.join("content/ingest")), 0);
+    assert!(entries(&root.join("content/ingest")).is_empty());
+    assert!(entries(&root.join("content/leases")).is_empty());
+    let out = ok(kontti(&root, &["image", "prune"]));
+    assert!(out.contains(" blobs, 0 abandoned downloads"), "{out}");
 
     // With space, the same store completes the pull.
     fs.resize("64m");
