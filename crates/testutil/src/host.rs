@@ -52,14 +52,37 @@ impl HostSnapshot {
     }
 
     /// Asserts that nothing was added since `before`.
+    ///
+    /// Other tests run beside this one and mount or create links of their
+    /// own for a while: a mount or link counts as leaked only if it is still
+    /// there after up to 30 s (whatever this test left stays; another test's
+    /// goes when that test ends). Cgroups are filtered by the test's own
+    /// prefix and are judged at once.
     pub fn assert_no_leaks_since(&self, before: &HostSnapshot) {
-        let new_mounts: Vec<_> = self.mounts.difference(&before.mounts).collect();
-        let new_cgroups: Vec<_> = self.cgroups.difference(&before.cgroups).collect();
-        let new_links: Vec<_> = self.links.difference(&before.links).collect();
-        assert!(
-            new_mounts.is_empty() && new_cgroups.is_empty() && new_links.is_empty(),
-            "leaked host state: mounts {new_mounts:?}, cgroups {new_cgroups:?}, links {new_links:?}"
-        );
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let mut now = self.clone();
+        loop {
+            let new_mounts: Vec<_> = now.mounts.difference(&before.mounts).collect();
+            let new_cgroups: Vec<_> = now.cgroups.difference(&before.cgroups).collect();
+            let new_links: Vec<_> = now.links.difference(&before.links).collect();
+            let clean = new_mounts.is_empty() && new_links.is_empty();
+            if (clean && new_cgroups.is_empty())
+                || !new_cgroups.is_empty()
+                || std::time::Instant::now() >= deadline
+            {
+                assert!(
+                    clean && new_cgroups.is_empty(),
+                    "leaked host state: mounts {new_mounts:?}, cgroups {new_cgroups:?}, links {new_links:?}"
+                );
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(250));
+            // only what was seen at first and is still there counts, so a
+            // caller's filtering of `self` is kept
+            let fresh = HostSnapshot::take("\0no cgroups");
+            now.mounts = now.mounts.intersection(&fresh.mounts).cloned().collect();
+            now.links = now.links.intersection(&fresh.links).cloned().collect();
+        }
     }
 }
 
