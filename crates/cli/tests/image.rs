@@ -279,7 +279,10 @@ fn save_and_load_through_pipes_with_podman() {
         String::from_utf8_lossy(&out.stdout).trim(),
         "Loaded image: localhost/back:2"
     );
-    let _ = podman(&["system", "reset", "--force"]).output();
+    // not `system reset`: it also empties podman's run directory, which every
+    // podman root on the host shares
+    let _ = podman(&["rm", "-a", "-f"]).output();
+    let _ = podman(&["rmi", "-a", "-f"]).output();
 }
 
 fn wait_for(what: &str, mut f: impl FnMut() -> bool) {

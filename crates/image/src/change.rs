@@ -84,8 +84,10 @@ fn parse_one(change: &str) -> Result<Instruction, ChangeError> {
         file_name: "--change".into(),
         ..ParseOptions::default()
     };
-    let file = kontti_build::parse(&format!("FROM scratch\n{change}\n"), &options)
-        .map_err(|e| match e.position {
+    let file =
+        kontti_build::parse(&format!("FROM scratch\n{change}\n"), &options).map_err(|e| match e
+            .position
+        {
             // Column in the change itself; its line is the second.
             Some(p) => invalid(format!("column {}: {}", p.column, e.error)),
             None => invalid(e.error.to_string()),

@@ -217,15 +217,19 @@ impl Podman {
 
 impl Drop for Podman {
     fn drop(&mut self) {
-        // vfs layers are plain directories, but podman may leave mounts of
-        // its own (shm) under runroot: unmount before the tempdir goes.
-        let _ = Command::new("podman")
-            .arg("--root")
-            .arg(self.dir.path().join("root"))
-            .arg("--runroot")
-            .arg(self.dir.path().join("runroot"))
-            .args(["--storage-driver", "vfs", "system", "reset", "--force"])
-            .output();
+        // not `system reset`: it also empties podman's run directory, which
+        // every podman root on the host shares; vfs layers are plain
+        // directories that go with the tempdir
+        for args in [&["rm", "-a", "-f"][..], &["rmi", "-a", "-f"]] {
+            let _ = Command::new("podman")
+                .arg("--root")
+                .arg(self.dir.path().join("root"))
+                .arg("--runroot")
+                .arg(self.dir.path().join("runroot"))
+                .args(["--storage-driver", "vfs"])
+                .args(args)
+                .output();
+        }
     }
 }
 
