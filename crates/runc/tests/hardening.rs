@@ -189,10 +189,15 @@ fn cwd_through_a_leaked_fd_is_refused() {
 // CVE-2024-21626 class: a cwd that is a symlink in the image pointing at a
 // host path (absolute, and with `..`) resolves inside the rootfs: the host
 // directory's marker is never visible. What confines it is that the cwd is
-// resolved after the switch into the rootfs and under `RESOLVE_IN_ROOT`;
-// dropping only one of the two does not make this test fail, so it guards
-// against both being lost together (moving the `enter_cwd` call in
-// crates/runtime/src/init.rs before the switch and passing `0`).
+// resolved after the switch into the rootfs, under `RESOLVE_IN_ROOT`, from
+// an fd of the new root; `RESOLVE_IN_ROOT` alone is redundant there (the
+// kernel already confines an absolute symlink to the process's root). To see
+// this fail, resolve the cwd before the switch as the vulnerable runtimes
+// did: in `setup_container` (crates/runtime/src/init.rs), right before
+// `rootfs::enter`, open `ctx.rootfs.join(mounts::relative(cwd))` with
+// `O_PATH | O_DIRECTORY` (a host path, so the image's symlink is followed on
+// the host), and have `enter_cwd` fchdir to that fd instead of resolving:
+// the "abs" case then fails with the host's marker read from the container.
 #[test]
 fn symlinked_cwd_stays_in_the_rootfs() {
     let dir = scratch();
