@@ -345,7 +345,7 @@ fn dispatch(ctx: &Context, cmd: ContainerCommand) -> anyhow::Result<i32> {
         ContainerCommand::Run(a) => run_container(ctx, *a),
         ContainerCommand::Create(a) => {
             let e = engine(ctx)?;
-            let rec = create(ctx, &e, &a)?;
+            let rec = create(ctx, &e, &a, false)?;
             println!("{}", rec.id);
             Ok(0)
         }
@@ -514,6 +514,7 @@ fn create(
     ctx: &Context,
     e: &Engine,
     a: &CreateArgs,
+    for_start: bool,
 ) -> anyhow::Result<kontti_engine::ContainerRecord> {
     let options = args::run_options(a)?;
     if let Some(n) = &a.name {
@@ -529,16 +530,21 @@ fn create(
         }
     }
     args::ensure_image(ctx, a)?;
-    Ok(e.create(&CreateRequest {
+    let req = CreateRequest {
         name: a.name.clone(),
         image: a.image.clone(),
         options,
-    })?)
+    };
+    Ok(if for_start {
+        e.create_for_start(&req)?
+    } else {
+        e.create(&req)?
+    })
 }
 
 fn run_container(ctx: &Context, a: RunArgs) -> anyhow::Result<i32> {
     let e = engine(ctx)?;
-    let rec = create(ctx, &e, &a.create)?;
+    let rec = create(ctx, &e, &a.create, true)?;
     if a.detach {
         e.start(&rec.id, false)?;
         println!("{}", rec.id);
