@@ -16,6 +16,7 @@ PACKAGES=(
   curl tar util-linux # the demo waits on the registry with curl; tests use unshare and nsenter
   catatonit        # the static init kontti run --init bind-mounts as PID 1
   docker.io        # dockerd and its client: the engine benchmark starts its own dockerd beside kontti
+  gcc libc6-dev    # the seccomp test builds a static helper that makes raw syscalls
 )
 
 missing=()
