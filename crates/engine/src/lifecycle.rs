@@ -446,10 +446,7 @@ impl Engine {
                 std::fs::create_dir_all(parent)
                     .map_err(|e| EngineError::io("create", parent, e))?;
             }
-            match &self.supervisor {
-                Some(b) => kontti_supervisor::netns::pin_with(b, &ns)?,
-                None => kontti_supervisor::netns::pin(&ns)?,
-            }
+            kontti_supervisor::netns::pin(&ns)?;
         }
         let hostname = rec
             .options

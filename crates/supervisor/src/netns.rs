@@ -3,9 +3,12 @@
 //! can be joined by path (a pod's or container's network outlives its
 //! processes).
 //!
-//! [`pin`] runs `kontti-supervisor pin-netns PATH` (a short-lived,
-//! single-threaded process: `unshare` would move a threaded caller's thread
-//! only); [`unpin`] is a detach-unmount and unlink, callable from anywhere.
+//! [`pin`] unshares in a thread of its own that ends right after (the
+//! namespace lives on through the mount; `unshare(CLONE_NEWNET)` moves the
+//! calling thread only, so the caller's other threads stay where they are);
+//! [`pin_with`] runs `kontti-supervisor pin-netns PATH` instead, a
+//! short-lived process. [`unpin`] is a detach-unmount and unlink, callable
+//! from anywhere.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -64,10 +67,19 @@ fn io_err<'a>(path: &'a Path, op: &'static str) -> impl FnOnce(io::Error) -> Net
     }
 }
 
-/// Pins a new network namespace (loopback up) on `path` by running the
-/// supervisor binary found by [`crate::spawn::locate`].
+/// Pins a new network namespace (loopback up) on `path` from a thread
+/// spawned for it, which ends afterwards: no process to fork and exec.
 pub fn pin(path: &Path) -> Result<(), NetnsError> {
-    pin_with(&crate::spawn::locate(), path)
+    let owned = path.to_owned();
+    std::thread::Builder::new()
+        .name("pin-netns".into())
+        .spawn(move || pin_here(&owned))
+        .map_err(io_err(path, "spawn a thread"))?
+        .join()
+        .map_err(|_| NetnsError::Helper {
+            path: path.to_owned(),
+            message: "the pinning thread panicked".into(),
+        })?
 }
 
 /// [`pin`] with an explicit supervisor binary.
@@ -98,10 +110,11 @@ pub fn pin_with(binary: &Path, path: &Path) -> Result<(), NetnsError> {
     })
 }
 
-/// What `pin-netns` does: moves the calling process into a new network
+/// What `pin-netns` does: moves the calling thread into a new network
 /// namespace, brings its loopback up and bind-mounts it on `path` (created
-/// as an empty file, 0444). The caller must be single-threaded and should
-/// exit afterwards. On failure nothing is left at `path`.
+/// as an empty file, 0444). The caller is a single-threaded process or a
+/// thread of its own ([`pin`]), and should end afterwards. On failure
+/// nothing is left at `path`.
 pub fn pin_here(path: &Path) -> Result<(), NetnsError> {
     let file = std::fs::OpenOptions::new()
         .write(true)

@@ -83,3 +83,49 @@ fn a_container_joining_a_pinned_namespace_is_supervised_to_its_exit() {
     netns::unpin(&ns).expect("unpin");
     w.assert_clean();
 }
+
+#[test]
+fn pin_from_a_threaded_process_leaves_the_callers_namespace_alone() {
+    kontti_testutil::require_root();
+    use std::os::unix::fs::MetadataExt;
+    let ino = |p: &str| std::fs::metadata(p).unwrap().ino();
+    let (process_before, thread_before) =
+        (ino("/proc/self/ns/net"), ino("/proc/thread-self/ns/net"));
+    // other threads running while the pin happens
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let busy: Vec<_> = (0..3)
+        .map(|_| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+                ino("/proc/thread-self/ns/net")
+            })
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ns");
+    netns::pin(&path).expect("pin");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for t in busy {
+        assert_eq!(t.join().unwrap(), process_before, "another thread moved");
+    }
+    assert_eq!(ino("/proc/self/ns/net"), process_before);
+    assert_eq!(ino("/proc/thread-self/ns/net"), thread_before);
+    assert!(mounted(&path));
+    assert_ne!(std::fs::metadata(&path).unwrap().ino(), process_before);
+    let out = std::process::Command::new("nsenter")
+        .arg(format!("--net={}", path.display()))
+        .args(["ip", "-o", "link", "show", "lo"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("UP"), "{text}");
+    let e = netns::pin(&path).unwrap_err();
+    assert_eq!(e.kind(), kontti_core::ErrorKind::AlreadyExists, "{e}");
+    netns::unpin(&path).expect("unpin");
+    assert!(!mounted(&path));
+    let e = netns::pin(&dir.path().join("no/dir/ns")).unwrap_err();
+    assert!(e.to_string().contains("no/dir/ns"), "{e}");
+}
