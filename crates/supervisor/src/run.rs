@@ -228,7 +228,7 @@ fn supervise(
     let mut error: Option<(String, ErrorKind)> = None;
     let mut exit = None;
     if args.wait_attach {
-        crate::sys::release_clean_file_pages();
+        kontti_runtime::sys::mem::release_clean_file_pages();
         match pump.run(Some(init), true) {
             Ok(Event::Exited(e)) => exit = Some(e),
             Ok(Event::Attached) => {}
@@ -258,7 +258,7 @@ fn supervise(
     }
     if exit.is_none() && error.is_none() {
         // setup's code is not needed again while the container runs
-        crate::sys::release_clean_file_pages();
+        kontti_runtime::sys::mem::release_clean_file_pages();
         match pump.run(Some(init), false) {
             Ok(Event::Exited(e)) => exit = Some(e),
             Ok(Event::Attached) => {}
