@@ -227,8 +227,12 @@ fn network_default_bridge_gives_address_resolver_and_refuses_a_taken_port() {
         err.contains(&format!("port {port}:80/tcp is already in use")),
         "{err}"
     );
-    // (The container record of the refused `run --rm` is the engine's to
-    // remove; `finish` below removes what is left and checks the rest.)
+    // a --rm container that could not start is removed, as docker does
+    assert_eq!(
+        k.ok(&["ps", "-aq"]),
+        "",
+        "a refused run --rm left its record"
+    );
     assert_eq!(net_state(), before, "a refused run left network state");
 
     let out = k.ok(&[

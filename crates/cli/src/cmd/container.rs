@@ -545,12 +545,18 @@ fn create(
 fn run_container(ctx: &Context, a: RunArgs) -> anyhow::Result<i32> {
     let e = engine(ctx)?;
     let rec = create(ctx, &e, &a.create, true)?;
+    if let Err(err) = e.start(&rec.id, !a.detach) {
+        // as docker: a --rm container that could not start is removed; any
+        // other stays behind as Created, for the user to inspect
+        if a.create.rm {
+            let _ = e.remove(&rec.id, true, true);
+        }
+        return Err(err.into());
+    }
     if a.detach {
-        e.start(&rec.id, false)?;
         println!("{}", rec.id);
         return Ok(0);
     }
-    e.start(&rec.id, true)?;
     let code = attach_and_pump(&e, &rec.id, a.create.tty, a.create.interactive)?;
     if a.create.rm {
         // docker returns after the removal: do it here rather than wait for
