@@ -653,40 +653,6 @@ pub fn parse_env_file(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Re
     Ok(out)
 }
 
-const SIGNALS: &[(&str, i32)] = &[
-    ("HUP", libc::SIGHUP),
-    ("INT", libc::SIGINT),
-    ("QUIT", libc::SIGQUIT),
-    ("ILL", libc::SIGILL),
-    ("TRAP", libc::SIGTRAP),
-    ("ABRT", libc::SIGABRT),
-    ("BUS", libc::SIGBUS),
-    ("FPE", libc::SIGFPE),
-    ("KILL", libc::SIGKILL),
-    ("USR1", libc::SIGUSR1),
-    ("SEGV", libc::SIGSEGV),
-    ("USR2", libc::SIGUSR2),
-    ("PIPE", libc::SIGPIPE),
-    ("ALRM", libc::SIGALRM),
-    ("TERM", libc::SIGTERM),
-    ("STKFLT", libc::SIGSTKFLT),
-    ("CHLD", libc::SIGCHLD),
-    ("CONT", libc::SIGCONT),
-    ("STOP", libc::SIGSTOP),
-    ("TSTP", libc::SIGTSTP),
-    ("TTIN", libc::SIGTTIN),
-    ("TTOU", libc::SIGTTOU),
-    ("URG", libc::SIGURG),
-    ("XCPU", libc::SIGXCPU),
-    ("XFSZ", libc::SIGXFSZ),
-    ("VTALRM", libc::SIGVTALRM),
-    ("PROF", libc::SIGPROF),
-    ("WINCH", libc::SIGWINCH),
-    ("IO", libc::SIGIO),
-    ("PWR", libc::SIGPWR),
-    ("SYS", libc::SIGSYS),
-];
-
 /// A signal by name (`SIGTERM`, `TERM`, `term`) or number (`15`).
 pub fn parse_signal(s: &str) -> Result<i32> {
     if let Ok(n) = s.parse::<i32>() {
@@ -699,12 +665,7 @@ pub fn parse_signal(s: &str) -> Result<i32> {
             "signal numbers go from 1 to 64",
         ));
     }
-    let up = s.to_ascii_uppercase();
-    let name = up.strip_prefix("SIG").unwrap_or(&up);
-    SIGNALS
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, v)| *v)
+    kontti_runtime::sys::process::signal_number(&s.to_ascii_uppercase())
         .ok_or_else(|| EngineError::invalid("signal", s, "unknown signal name"))
 }
 
@@ -743,6 +704,9 @@ mod tests {
         assert_eq!(parse_signal("term").unwrap(), 15);
         assert_eq!(parse_signal("2").unwrap(), 2);
         assert!(parse_signal("SIGNOPE").is_err());
+        assert_eq!(parse_signal("sigterm").unwrap(), 15);
+        assert_eq!(parse_signal("SIGSYS").unwrap(), libc::SIGSYS);
+        assert!(parse_signal("65").is_err());
     }
 
     #[test]

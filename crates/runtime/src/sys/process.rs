@@ -375,7 +375,7 @@ pub fn signal_number(name: &str) -> Option<i32> {
         return (1..=64).contains(&n).then_some(n);
     }
     let n = name.strip_prefix("SIG").unwrap_or(name);
-    let table: [(&str, i32); 31] = [
+    let table: [(&str, i32); 32] = [
         ("HUP", libc::SIGHUP),
         ("INT", libc::SIGINT),
         ("QUIT", libc::SIGQUIT),
@@ -407,6 +407,7 @@ pub fn signal_number(name: &str) -> Option<i32> {
         ("WINCH", libc::SIGWINCH),
         ("IO", libc::SIGIO),
         ("PWR", libc::SIGPWR),
+        ("SYS", libc::SIGSYS),
     ];
     table
         .iter()
