@@ -4,38 +4,9 @@
 
 mod common;
 
-use common::TestServer;
+use common::{TestServer, minimal};
 use kontti_apiserver::resources::{RESOURCES, ResourceDef, Subresource};
-use serde_json::{Value, json};
-
-fn minimal(def: &ResourceDef, name: &str) -> Value {
-    let template = json!({"metadata": {"labels": {"app": name}}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}});
-    let selector = json!({"matchLabels": {"app": name}});
-    let mut o =
-        json!({"apiVersion": def.api_version(), "kind": def.kind, "metadata": {"name": name}});
-    match def.kind {
-        "Pod" => o["spec"] = json!({"containers": [{"name": "c", "image": "busybox"}]}),
-        "Deployment" | "ReplicaSet" | "DaemonSet" => {
-            o["spec"] = json!({"selector": selector, "template": template})
-        }
-        "StatefulSet" => {
-            o["spec"] = json!({"selector": selector, "template": template, "serviceName": name})
-        }
-        "Event" if def.group.is_empty() => {
-            o["involvedObject"] = json!({"kind": "Pod", "name": "p"})
-        }
-        "Event" => o["eventTime"] = json!("2024-01-01T00:00:00.000000Z"),
-        "EndpointSlice" => {
-            o["addressType"] = json!("IPv4");
-            o["endpoints"] = json!([{"addresses": ["10.0.0.1"]}]);
-        }
-        "HorizontalPodAutoscaler" => {
-            o["spec"] = json!({"scaleTargetRef": {"kind": "Deployment", "name": "d", "apiVersion": "apps/v1"}, "maxReplicas": 3})
-        }
-        _ => {}
-    }
-    o
-}
+use serde_json::json;
 
 fn collection(def: &ResourceDef) -> String {
     let base = if def.group.is_empty() {
