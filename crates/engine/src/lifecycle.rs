@@ -355,11 +355,24 @@ impl Engine {
             {
                 return self.view(now);
             }
-            rec.state.status = Status::Exited;
-            rec.state.error = Some("the container's supervisor is gone".into());
-            rec.state.pid = 0;
+            rec.state.error = Some(SUPERVISOR_GONE.into());
+            if !self.orphan_alive(&rec.id) {
+                rec.state.status = Status::Exited;
+                rec.state.exit_code = EXIT_UNKNOWN;
+                rec.state.pid = 0;
+            }
         }
         rec
+    }
+
+    /// Whether the container's processes outlived its supervisor (which
+    /// was killed): they run on, orphaned, until a command reaps them.
+    fn orphan_alive(&self, id: &str) -> bool {
+        use kontti_runtime::state::Status as Rt;
+        matches!(
+            kontti_runtime::ops::state(&self.runtime_root(), id).map(|i| i.status),
+            Ok(Rt::Running | Rt::Paused | Rt::Created)
+        )
     }
 
     /// Starts a created or exited container. With `wait_attach`, its process
@@ -545,11 +558,19 @@ impl Engine {
                 let _ = std::fs::remove_file(&path);
             }
             Err(_) if !supervisor_alive(rec.state.supervisor_pid) => {
+                // without its supervisor nothing holds the container's
+                // pipes or can report its exit: an orphan is killed, and
+                // its runtime state goes
+                let orphan = self.orphan_alive(&rec.id);
                 rec.state.status = Status::Exited;
-                rec.state.error = Some("the container's supervisor is gone".into());
+                rec.state.exit_code = if orphan { 128 + 9 } else { EXIT_UNKNOWN };
+                rec.state.error = Some(if orphan {
+                    format!("{SUPERVISOR_GONE}; its processes were killed")
+                } else {
+                    SUPERVISOR_GONE.into()
+                });
                 rec.state.pid = 0;
                 rec.state.finished_at = Some(kontti_runtime::state::now_rfc3339());
-                // its runtime state, if any, goes too
                 let _ = kontti_runtime::ops::delete(&self.runtime_root(), &rec.id, true);
             }
             Err(_) => return Ok(false),
@@ -729,6 +750,13 @@ fn unescape_mountinfo(s: &str) -> Vec<u8> {
     }
     out
 }
+
+/// Why a live container's record cannot be trusted.
+const SUPERVISOR_GONE: &str = "the container's supervisor is gone";
+
+/// The exit code recorded when the real one is lost with the supervisor
+/// (docker's for a container whose exit status it never learnt).
+const EXIT_UNKNOWN: i32 = 255;
 
 fn supervisor_alive(pid: i32) -> bool {
     if pid <= 0 {
