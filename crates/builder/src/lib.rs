@@ -14,8 +14,10 @@
 //! - Every step has a [`CacheKey`](kontti_build::CacheKey) chaining its
 //!   parent's; the [`StepCache`] maps it to the layer and config, so a hit
 //!   runs nothing.
-//! - Everything written is held by one content-store lease until the
-//!   result is named; a build killed mid-step is cleaned up by the next.
+//! - Everything written, and every layer snapshot the build starts from or
+//!   commits, is held by one content-store lease until the result is named,
+//!   so a concurrent `kontti image prune` or `rmi` removes none of it; a
+//!   build killed mid-step is cleaned up by the next.
 //!
 //! It does not pull images (the caller pulls missing bases first; see
 //! [`images_needed`]), push, or talk to any network: ADD of a URL goes

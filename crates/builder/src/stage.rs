@@ -59,6 +59,8 @@ pub(crate) fn open_image(
 pub(crate) fn prepare_image(b: &Build<'_>, image: &Image) -> Result<Option<Digest>, BuildError> {
     b.m.lease.protect(&image.target.digest)?;
     b.m.lease.protect(&image.manifest_descriptor.digest)?;
+    // The build's lease holds every layer snapshot until the build ends.
+    b.m.store.protect_image(&b.m.lease, image)?;
     let report = rootfs::unpack_image(&b.m.store, image, &b.m.snapshots)?;
     Ok(report.top.as_deref().and_then(|t| Digest::parse(t).ok()))
 }

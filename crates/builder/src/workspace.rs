@@ -186,6 +186,11 @@ impl<'m> Workspace<'m> {
             self.m.epoch,
         )?;
         let chain = next_chain(parent, &blob.diff_id);
+        // Held until the build ends: the next step, a `COPY --from` of this
+        // stage or the final image builds on it.
+        self.m
+            .store
+            .protect_snapshot(&self.m.lease, &chain.to_string())?;
         self.m.snapshots.sync(&self.key)?;
         match self.m.snapshots.commit(&chain.to_string(), &self.key) {
             Ok(()) => self.live = false,
@@ -220,6 +225,7 @@ pub(crate) fn ensure_snapshot(
 ) -> Result<Digest, BuildError> {
     let chain = next_chain(parent, &layer.diff_id);
     let name = chain.to_string();
+    m.store.protect_snapshot(&m.lease, &name)?;
     if m.snapshots.stat(&name).is_ok() {
         return Ok(chain);
     }

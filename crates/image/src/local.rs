@@ -203,14 +203,17 @@ pub fn prune(
     Ok(report)
 }
 
-/// Removes committed snapshots that no remaining image's chain uses and
-/// that no container (active snapshot) sits on, and abandoned unpacks of
-/// processes that died.
+/// Removes committed snapshots that no remaining image's chain uses, that
+/// no container (active snapshot) sits on and that no live lease (a build,
+/// pull or container creation in progress) holds, and abandoned unpacks of
+/// processes that died. Runs with the store's gc lock held exclusively, so
+/// that a lease taken meanwhile waits ([`ContentStore::protect_snapshot`]).
 pub fn prune_snapshots(
     store: &ContentStore,
     sn: &dyn Snapshotter,
 ) -> Result<Vec<String>, ImageError> {
-    let mut wanted: BTreeSet<String> = BTreeSet::new();
+    let _gc = store.lock_gc_exclusive()?;
+    let mut wanted: BTreeSet<String> = store.leased_snapshots()?;
     for s in list(store)? {
         wanted.extend(s.image.chain_ids().iter().map(Digest::to_string));
     }

@@ -135,6 +135,8 @@ pub fn unpack(
     let resolved =
         kontti_image::Image::from_descriptor(store, desc, &kontti_image::PlatformSpec::host())?;
     let snapshotter = kontti_image::snapshot::open_default(state_root)?;
+    // The pull's lease holds the layer snapshots too, until the name does.
+    store.protect_image(image.blobs.lease(), &resolved)?;
     let report = kontti_image::rootfs::unpack_image(store, &resolved, snapshotter.as_ref())?;
     image.name()?;
     Ok(report)
