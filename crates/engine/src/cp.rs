@@ -1,14 +1,16 @@
-//! `kontti cp`: files between the host and a container's root filesystem.
+//! `kontti cp`: files between the host and a container, through its mounts.
 //!
-//! Paths inside the container are resolved with `kontti-image::fsroot`
-//! (the container's root is `/`, symlinks are followed inside it and never
-//! out of it), and every file below is opened with `O_NOFOLLOW` relative to
-//! its directory, so a symlink planted in the container cannot make the
-//! copy read or write a host file. A stopped container's root filesystem is
-//! mounted for the copy; a running one's is used in place (its volumes and
-//! bind mounts are not part of it). Devices, sockets and fifos are skipped.
+//! Paths inside the container are resolved by [`crate::container_fs`] as
+//! docker does: against the container's root filesystem with its volumes,
+//! bind mounts and (while it runs) tmpfs mounts over it, symlinks followed
+//! inside the container and never out of it. Every file below is opened
+//! with `O_NOFOLLOW` relative to its directory, so a symlink planted in the
+//! container or a volume cannot make the copy read or write a host file.
+//! Writes into a read-only volume or a `--read-only` root filesystem are
+//! refused. A stopped container's root filesystem is mounted for the copy;
+//! a running one's is used in place. Devices, sockets and fifos are skipped.
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
@@ -20,6 +22,7 @@ use kontti_image::fsroot::Root;
 use kontti_image::snapshot;
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 
+use crate::container_fs::{ContainerFs, CpError, Entry};
 use crate::error::{EngineError, Result};
 use crate::lifecycle::Engine;
 
@@ -27,21 +30,50 @@ fn cerr(path: &str) -> impl Fn(io::Error) -> EngineError + '_ {
     move |e| EngineError::invalid("cp", path, e.to_string())
 }
 
+fn cp_err(path: &str) -> impl Fn(CpError) -> EngineError + '_ {
+    move |e| EngineError::invalid("cp", path, e.to_string())
+}
+
+/// A [`CpError`] met deep in a copy, carried as an I/O error.
+fn io_of(e: CpError) -> io::Error {
+    io::Error::other(e.to_string())
+}
+
 impl Engine {
-    /// Runs `f` with the container's root filesystem mounted.
-    fn with_rootfs<T>(&self, what: &str, f: impl FnOnce(&Path) -> Result<T>) -> Result<T> {
+    /// Runs `f` with the container's file tree: its root filesystem mounted
+    /// and its mounts known.
+    fn with_container_fs<T>(
+        &self,
+        what: &str,
+        f: impl FnOnce(&ContainerFs) -> Result<T>,
+    ) -> Result<T> {
         let id = self.containers().resolve(what)?;
         let _lock = self.containers().lock(&id)?;
-        let rec = self.containers().load(&id)?;
-        let rootfs = self.containers().dir_of(&id).join("bundle").join("rootfs");
+        let rec = self.view(self.containers().load(&id)?);
+        let bundle = self.containers().dir_of(&id).join("bundle");
+        let config = bundle.join("config.json");
+        let spec: serde_json::Value = std::fs::read(&config)
+            .map_err(|e| EngineError::io("read", &config, e))
+            .and_then(|b| {
+                serde_json::from_slice(&b).map_err(|e| EngineError::Corrupt {
+                    path: config.clone(),
+                    reason: e.to_string(),
+                })
+            })?;
+        let pid = rec.state.status.is_live().then_some(rec.state.pid);
+        let rootfs = bundle.join("rootfs");
+        let open = |rootfs: &Path| {
+            let fs = ContainerFs::open(rootfs, &spec, pid).map_err(cp_err(what))?;
+            f(&fs)
+        };
         if rec.state.rootfs_mounted {
-            return f(&rootfs);
+            return open(&rootfs);
         }
         let sn = snapshot::open_default(self.root())?;
         let mounts = sn.mounts(&rec.snapshot)?;
         snapshot::mount::mount_all(&mounts, &rootfs)
             .map_err(|e| EngineError::io("mount the root filesystem at", &rootfs, e))?;
-        let r = f(&rootfs);
+        let r = open(&rootfs);
         if let Err(e) = snapshot::mount::unmount_all(&rootfs, mounts.len()) {
             tracing::warn!(error = %e, "unmount {}", rootfs.display());
         }
@@ -51,17 +83,20 @@ impl Engine {
     /// Copies `src` (a path in the container) to `dest` on the host: into
     /// `dest` when it is a directory, else as `dest`.
     pub fn copy_from(&self, what: &str, src: &str, dest: &Path) -> Result<()> {
-        self.with_rootfs(what, |rootfs| {
-            let root = Root::open(rootfs).map_err(|e| EngineError::io("open", rootfs, e))?;
-            let (dir, name) = root
-                .parent_of(Path::new(src.trim_start_matches('/')), false)
-                .map_err(|e| EngineError::invalid("cp", src, e.to_string()))?;
+        self.with_container_fs(what, |fs| {
+            let e = fs.entry(src).map_err(cp_err(src))?;
+            let base = e
+                .path
+                .last()
+                .cloned()
+                .unwrap_or_else(|| OsString::from("."));
             let target = if dest.is_dir() {
-                dest.join(&name)
+                dest.join(&base)
             } else {
                 dest.to_owned()
             };
-            copy_out(&dir, &name, &target).map_err(cerr(src))
+            let path = e.path.clone();
+            copy_tree_out(&e.dir, &e.name, &target, false, Some((fs, &path))).map_err(cerr(src))
         })
     }
 
@@ -75,44 +110,41 @@ impl Engine {
             .to_owned();
         std::fs::symlink_metadata(src)
             .map_err(|e| EngineError::invalid("cp", &shown, e.to_string()))?;
-        self.with_rootfs(what, |rootfs| {
-            let root = Root::open(rootfs).map_err(|e| EngineError::io("open", rootfs, e))?;
-            let rel = dest.trim_start_matches('/');
-            if rel.trim_end_matches('/').is_empty() {
-                // into the container's /
-                let top = root
-                    .fd()
-                    .try_clone()
-                    .map_err(|e| EngineError::io("open", rootfs, e))?;
-                return copy_in(src, &top, &base).map_err(cerr(dest));
-            }
-            let (dir, name) = root
-                .parent_of(Path::new(rel), false)
-                .map_err(|e| EngineError::invalid("cp", dest, e.to_string()))?;
-            let is_dir = rustix::fs::statat(&dir, &name, AtFlags::SYMLINK_NOFOLLOW)
+        self.with_container_fs(what, |fs| {
+            let e = fs.entry(dest).map_err(cp_err(dest))?;
+            let is_dir = rustix::fs::statat(&e.dir, &e.name, AtFlags::SYMLINK_NOFOLLOW)
                 .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Directory);
-            if is_dir {
+            let target = if is_dir {
                 let sub = rustix::fs::openat(
-                    &dir,
-                    &name,
+                    &e.dir,
+                    &e.name,
                     OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
                     Mode::empty(),
                 )
-                .map_err(|e| EngineError::invalid("cp", dest, io::Error::from(e).to_string()))?;
-                copy_in(src, &sub, &base).map_err(cerr(dest))
+                .map_err(|err| {
+                    EngineError::invalid("cp", dest, io::Error::from(err).to_string())
+                })?;
+                fs.child(sub, &e.path, base, e.readonly, dest)
+                    .map_err(cp_err(dest))?
             } else {
-                copy_in(src, &dir, &name).map_err(cerr(dest))
-            }
+                e
+            };
+            target.writable(dest).map_err(cp_err(dest))?;
+            copy_in(src, &target, fs, dest).map_err(cerr(dest))
         })
     }
 }
 
-fn copy_out(dir: &impl AsFd, name: &OsStr, dest: &Path) -> io::Result<()> {
-    copy_tree_out(dir, name, dest, false)
-}
-
-/// Copies `name` in `dir` to `dest`; with `owners`, keeps uid and gid.
-fn copy_tree_out(dir: &impl AsFd, name: &OsStr, dest: &Path, owners: bool) -> io::Result<()> {
+/// Copies `name` in `dir` to `dest`; with `owners`, keeps uid and gid. With
+/// a container's file tree and the entry's path in it, mounts met below are
+/// copied from the mount.
+fn copy_tree_out(
+    dir: &impl AsFd,
+    name: &OsStr,
+    dest: &Path,
+    owners: bool,
+    view: Option<(&ContainerFs, &[OsString])>,
+) -> io::Result<()> {
     let st = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)?;
     let mode = st.st_mode & 0o7777;
     match FileType::from_raw_mode(st.st_mode) {
@@ -137,7 +169,23 @@ fn copy_tree_out(dir: &impl AsFd, name: &OsStr, dest: &Path, owners: bool) -> io
                 }
             }
             for n in names {
-                copy_tree_out(&fd, &n, &dest.join(&n), owners)?;
+                let to = dest.join(&n);
+                match view {
+                    Some((fs, path)) => {
+                        let mut child = path.to_vec();
+                        child.push(n.clone());
+                        if fs.descends_into(&child) {
+                            let shown = crate::container_fs::shown(&child);
+                            let e = fs
+                                .child(fd.try_clone()?, path, n, None, &shown)
+                                .map_err(io_of)?;
+                            copy_tree_out(&e.dir, &e.name, &to, owners, Some((fs, &child)))?;
+                        } else {
+                            copy_tree_out(&fd, &n, &to, owners, Some((fs, &child)))?;
+                        }
+                    }
+                    None => copy_tree_out(&fd, &n, &to, owners, None)?,
+                }
             }
             chown(dest, &st, owners)?;
             std::fs::set_permissions(dest, std::fs::Permissions::from_mode(mode))
@@ -189,10 +237,14 @@ pub(crate) fn copy_up(rootfs: &Path, path: &str, dest: &Path) -> io::Result<()> 
     if !is_dir || std::fs::read_dir(dest)?.next().is_some() {
         return Ok(());
     }
-    copy_tree_out(&dir, &name, dest, true)
+    copy_tree_out(&dir, &name, dest, true, None)
 }
 
-fn copy_in(src: &Path, dir: &impl AsFd, name: &OsStr) -> io::Result<()> {
+/// Copies `src` on the host to `target` in the container; a directory's
+/// entries that land on a mount go into the mount.
+fn copy_in(src: &Path, target: &Entry, fs: &ContainerFs, shown: &str) -> io::Result<()> {
+    target.writable(shown).map_err(io_of)?;
+    let (dir, name) = (&target.dir, target.name.as_os_str());
     let md = std::fs::symlink_metadata(src)?;
     let mode = Mode::from_raw_mode(md.mode() & 0o7777);
     let ft = md.file_type();
@@ -218,7 +270,16 @@ fn copy_in(src: &Path, dir: &impl AsFd, name: &OsStr) -> io::Result<()> {
         )?;
         for entry in std::fs::read_dir(src)? {
             let entry = entry?;
-            copy_in(&entry.path(), &fd, &entry.file_name())?;
+            let child = fs
+                .child(
+                    fd.try_clone()?,
+                    &target.path,
+                    entry.file_name(),
+                    target.readonly,
+                    shown,
+                )
+                .map_err(io_of)?;
+            copy_in(&entry.path(), &child, fs, shown)?;
         }
         Ok(())
     } else if ft.is_file() {

@@ -15,6 +15,7 @@
 
 pub mod attach;
 pub mod container;
+mod container_fs;
 mod control;
 pub mod cp;
 mod error;
