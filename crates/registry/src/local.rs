@@ -2,7 +2,7 @@
 //! plus naming (a pulled image gets its reference in the store's index; a
 //! pushed one is read by its reference).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use kontti_core::{Digest, ImageRef};
 use kontti_image::Descriptor as StoreDescriptor;
@@ -102,20 +102,7 @@ pub async fn pull(
     let pulled = client
         .pull(reference, platform, blobs.clone(), progress)
         .await?;
-    let top = match &pulled.index {
-        Some((d, m, b)) => StoreDescriptor::new(m, d.clone(), b.len() as u64),
-        None => StoreDescriptor::new(
-            &pulled.manifest_media_type,
-            pulled.manifest_digest.clone(),
-            pulled.manifest.len() as u64,
-        ),
-    };
-    Ok(PulledImage {
-        pulled,
-        reference: reference.clone(),
-        top,
-        blobs,
-    })
+    Ok(PulledImage::new(pulled, reference, blobs))
 }
 
 /// Unpacks a pulled image's layers that are not unpacked yet (each layer
@@ -126,14 +113,7 @@ pub fn unpack(
     image: &PulledImage,
 ) -> Result<kontti_image::rootfs::UnpackReport, LocalError> {
     let store = image.blobs.store();
-    let pulled = &image.pulled;
-    let desc = StoreDescriptor::new(
-        &pulled.manifest_media_type,
-        pulled.manifest_digest.clone(),
-        pulled.manifest.len() as u64,
-    );
-    let resolved =
-        kontti_image::Image::from_descriptor(store, desc, &kontti_image::PlatformSpec::host())?;
+    let resolved = image.resolve()?;
     let snapshotter = kontti_image::snapshot::open_default(state_root)?;
     // The pull's lease holds the layer snapshots too, until the name does.
     store.protect_image(image.blobs.lease(), &resolved)?;
@@ -142,7 +122,171 @@ pub fn unpack(
     Ok(report)
 }
 
+/// Pulls `reference` into the state root's content store and unpacks its
+/// layers while it downloads: each layer starts unpacking as soon as its
+/// blob is in the store (several at once where the snapshotter allows it),
+/// and is committed, after one sync, once every diffID is verified. Then
+/// the image gets its name, and the next run of it unpacks nothing. On
+/// failure nothing is named and no uncommitted snapshot is left.
+pub async fn pull_and_unpack(
+    client: &Client,
+    state_root: &std::path::Path,
+    reference: &ImageRef,
+    platform: &Platform,
+    progress: Arc<dyn Progress>,
+) -> Result<(PulledImage, kontti_image::rootfs::UnpackReport), LocalError> {
+    let blobs = Arc::new(open(&content_dir(state_root), "pull")?);
+    let snapshotter: Arc<dyn kontti_image::snapshot::Snapshotter> =
+        Arc::from(kontti_image::snapshot::open_default(state_root)?);
+    let unpacking = Arc::new(Unpacking {
+        store: blobs.store().clone(),
+        snapshotter,
+        state: Mutex::new(None),
+    });
+    let pulled = client
+        .pull_observed(
+            reference,
+            platform,
+            blobs.clone(),
+            progress,
+            Some(unpacking.clone()),
+        )
+        .await;
+    let planned = unpacking.take();
+    let pulled = match pulled {
+        Ok(p) => p,
+        Err(e) => {
+            // The unpacking's failure is the cause of a download it stopped.
+            return Err(match planned {
+                Some(Err(cause)) => cause,
+                Some(Ok(u)) if u.failed() => u
+                    .finish()
+                    .err()
+                    .map_or(LocalError::Client(e), LocalError::from),
+                _ => e.into(),
+            });
+        }
+    };
+    let unpacker = match planned {
+        Some(Ok(u)) => u,
+        Some(Err(e)) => return Err(e),
+        None => {
+            return Err(LocalError::BadManifest {
+                digest: pulled.manifest_digest.clone(),
+                reason: "the pull did not report its config".into(),
+            });
+        }
+    };
+    let image = PulledImage::new(pulled, reference, blobs);
+    // The same checks `unpack` makes (platform, config) before naming.
+    image.resolve()?;
+    let report = unpacker.finish()?;
+    image.name()?;
+    Ok((image, report))
+}
+
+/// Starts a [`LayerUnpacker`](kontti_image::rootfs::LayerUnpacker) when the
+/// pull has the config, and hands it each layer as it arrives.
+struct Unpacking {
+    store: kontti_image::ContentStore,
+    snapshotter: Arc<dyn kontti_image::snapshot::Snapshotter>,
+    state: Mutex<Option<Result<kontti_image::rootfs::LayerUnpacker, LocalError>>>,
+}
+
+impl Unpacking {
+    fn take(&self) -> Option<Result<kontti_image::rootfs::LayerUnpacker, LocalError>> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+
+    fn plan(&self, pulled: &Pulled) -> Result<kontti_image::rootfs::LayerUnpacker, LocalError> {
+        let data = self.store.read_blob(
+            &pulled.config.digest,
+            kontti_image::media::MAX_MANIFEST_SIZE,
+        )?;
+        let config: kontti_image::ImageConfigFile = serde_json::from_slice(&data).map_err(|e| {
+            LocalError::Image(kontti_image::ImageError::BadConfig {
+                digest: pulled.config.digest.clone(),
+                reason: e.to_string(),
+            })
+        })?;
+        let diff_ids = &config.rootfs.diff_ids;
+        if diff_ids.len() != pulled.layers.len() {
+            return Err(LocalError::Image(
+                kontti_image::ImageError::LayerCountMismatch {
+                    manifest: pulled.manifest_digest.clone(),
+                    layers: pulled.layers.len(),
+                    diff_ids: diff_ids.len(),
+                },
+            ));
+        }
+        let layers: Vec<(Digest, Digest)> = pulled
+            .layers
+            .iter()
+            .map(|l| l.digest.clone())
+            .zip(diff_ids.iter().cloned())
+            .collect();
+        Ok(kontti_image::rootfs::LayerUnpacker::start(
+            self.store.clone(),
+            self.snapshotter.clone(),
+            &layers,
+        )?)
+    }
+}
+
+impl crate::client::PullObserver for Unpacking {
+    fn config(&self, pulled: &Pulled) {
+        let planned = self.plan(pulled);
+        *self.state.lock().unwrap_or_else(|p| p.into_inner()) = Some(planned);
+    }
+
+    fn layer(&self, digest: &Digest) {
+        if let Some(Ok(u)) = &*self.state.lock().unwrap_or_else(|p| p.into_inner()) {
+            u.blob_ready(digest);
+        }
+    }
+
+    fn failed(&self) -> bool {
+        match &*self.state.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some(Ok(u)) => u.failed(),
+            Some(Err(_)) => true,
+            None => false,
+        }
+    }
+}
+
 impl PulledImage {
+    fn new(pulled: Pulled, reference: &ImageRef, blobs: Arc<ContentBlobs>) -> PulledImage {
+        let top = match &pulled.index {
+            Some((d, m, b)) => StoreDescriptor::new(m, d.clone(), b.len() as u64),
+            None => StoreDescriptor::new(
+                &pulled.manifest_media_type,
+                pulled.manifest_digest.clone(),
+                pulled.manifest.len() as u64,
+            ),
+        };
+        PulledImage {
+            pulled,
+            reference: reference.clone(),
+            top,
+            blobs,
+        }
+    }
+
+    /// The image as the store resolves it for the host platform.
+    fn resolve(&self) -> Result<kontti_image::Image, LocalError> {
+        let pulled = &self.pulled;
+        let desc = StoreDescriptor::new(
+            &pulled.manifest_media_type,
+            pulled.manifest_digest.clone(),
+            pulled.manifest.len() as u64,
+        );
+        Ok(kontti_image::Image::from_descriptor(
+            self.blobs.store(),
+            desc,
+            &kontti_image::PlatformSpec::host(),
+        )?)
+    }
+
     /// Records the image under the reference it was pulled by, without
     /// unpacking it ([`unpack`] does both).
     pub fn name(&self) -> Result<(), LocalError> {

@@ -1,4 +1,5 @@
-//! `kontti pull`, `push`, `login`, `logout` and `registry serve`.
+//! `kontti pull`, `push`, `login`, `logout`, `registry serve` and
+//! `registry garbage-collect`.
 //!
 //! Each command builds its own tokio runtime, so that the synchronous
 //! commands of other areas start without one.
@@ -15,6 +16,7 @@ use kontti_registry::client::progress::{self, Verb};
 use kontti_registry::client::{
     Client, ClientOptions, CredentialStore, Credentials, Platform, RegistriesConfig,
 };
+use kontti_registry::server::gc::{self, GcOptions};
 use kontti_registry::server::{Server, ServerConfig};
 
 use super::Context;
@@ -137,6 +139,65 @@ pub enum ServeCommand {
         #[arg(long)]
         htpasswd: Option<PathBuf>,
     },
+    /// Remove blobs that no manifest references, and stale uploads, from a
+    /// registry's storage (refused while a registry serves it).
+    GarbageCollect {
+        /// Storage directory.
+        #[arg(long)]
+        storage: PathBuf,
+        /// Print what would be removed; remove nothing.
+        #[arg(long, short = 'd')]
+        dry_run: bool,
+        /// Also delete manifests that no tag reaches, and what only they use.
+        #[arg(long, short = 'm')]
+        delete_untagged: bool,
+        /// Remove upload sessions untouched for longer (e.g. 30m, 24h, 7d).
+        #[arg(long, value_name = "AGE", default_value = "24h", value_parser = parse_age)]
+        upload_max_age: std::time::Duration,
+    },
+}
+
+/// `90`, `90s`, `30m`, `24h`, `7d`.
+fn parse_age(s: &str) -> Result<std::time::Duration, String> {
+    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not an age like 30m, 24h or 7d"))?;
+    let secs = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86400,
+        _ => return Err(format!("{s:?} is not an age like 30m, 24h or 7d")),
+    };
+    Ok(std::time::Duration::from_secs(n.saturating_mul(secs)))
+}
+
+fn garbage_collect(storage: &std::path::Path, opts: &GcOptions) -> anyhow::Result<i32> {
+    let report = gc::collect(storage, opts)?;
+    for (repo, d) in &report.removed_manifests {
+        println!("manifest eligible for deletion: {repo}@{d}");
+    }
+    for d in &report.removed_blobs {
+        println!("blob eligible for deletion: {d}");
+    }
+    println!(
+        "{} blobs marked, {} blobs and {} manifests eligible for deletion ({} bytes), {} stale uploads{}",
+        report.marked,
+        report.removed_blobs.len(),
+        report.removed_manifests.len(),
+        report.freed_bytes,
+        report.removed_uploads,
+        if opts.dry_run {
+            " (dry run: nothing removed)"
+        } else {
+            " removed"
+        }
+    );
+    Ok(0)
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -192,10 +253,10 @@ pub fn run(ctx: &Context, cmd: RegistryCommand) -> anyhow::Result<i32> {
                 );
                 eprintln!("{what}: Pulling from {}", r.familiar_name());
             }
-            let pulled = runtime()?.block_on(kontti_registry::local::pull(
-                &client, &content, &r, &platform, progress,
-            ))?;
-            let unpacked = kontti_registry::local::unpack(&ctx.root, &pulled)?;
+            let (pulled, unpacked) =
+                runtime()?.block_on(kontti_registry::local::pull_and_unpack(
+                    &client, &ctx.root, &r, &platform, progress,
+                ))?;
             tracing::debug!(
                 unpacked = unpacked.unpacked,
                 reused = unpacked.reused,
@@ -308,6 +369,19 @@ pub fn run(ctx: &Context, cmd: RegistryCommand) -> anyhow::Result<i32> {
             })?;
             Ok(0)
         }
+        RegistryCommand::Registry(ServeCommand::GarbageCollect {
+            storage,
+            dry_run,
+            delete_untagged,
+            upload_max_age,
+        }) => garbage_collect(
+            &storage,
+            &GcOptions {
+                dry_run,
+                delete_untagged,
+                max_upload_age: upload_max_age,
+            },
+        ),
     }
 }
 
@@ -354,6 +428,9 @@ pub fn exit_code(e: &anyhow::Error) -> Option<i32> {
         return Some(e.kind().exit_code());
     }
     if let Some(e) = e.downcast_ref::<ServeError>() {
+        return Some(e.kind().exit_code());
+    }
+    if let Some(e) = e.downcast_ref::<gc::GcError>() {
         return Some(e.kind().exit_code());
     }
     if e.downcast_ref::<kontti_core::ReferenceError>().is_some()

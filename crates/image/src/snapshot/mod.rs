@@ -89,6 +89,14 @@ pub enum SnapshotError {
         /// The error.
         source: io::Error,
     },
+    /// A commit on a parent the snapshot cannot be stacked on.
+    #[error("snapshot {key:?} cannot be committed on parent {parent:?}")]
+    ParentMismatch {
+        /// The key.
+        key: String,
+        /// The parent asked for (empty for none).
+        parent: String,
+    },
     /// The metadata file is corrupt.
     #[error("snapshot metadata {path}: {reason}")]
     BadMetadata {
@@ -105,9 +113,9 @@ impl SnapshotError {
         match self {
             SnapshotError::NotFound(_) => ErrorKind::NotFound,
             SnapshotError::AlreadyExists(_) => ErrorKind::AlreadyExists,
-            SnapshotError::WrongKind { .. } | SnapshotError::HasChildren { .. } => {
-                ErrorKind::Conflict
-            }
+            SnapshotError::WrongKind { .. }
+            | SnapshotError::HasChildren { .. }
+            | SnapshotError::ParentMismatch { .. } => ErrorKind::Conflict,
             SnapshotError::BadKey(_) => ErrorKind::Invalid,
             SnapshotError::Io { source, .. }
                 if source.raw_os_error() == Some(rustix::io::Errno::NOSPC.raw_os_error()) =>
@@ -186,8 +194,31 @@ pub trait Snapshotter: Send + Sync {
     /// Where a layer diff for active `key` is applied without mounting, and
     /// how whiteouts are to be written there.
     fn apply_target(&self, key: &str) -> Result<(PathBuf, WhiteoutMode)>;
-    /// Flushes the data of `key` to disk (before it is committed).
+    /// Flushes the data of `key` to disk (before it is committed). Every
+    /// snapshot of a snapshotter lives on one filesystem, which this syncs
+    /// as a whole: one call covers all the snapshots written before it.
     fn sync(&self, key: &str) -> Result<()>;
+    /// Whether a layer may be applied to an active snapshot prepared without
+    /// a parent and committed later on top of any parent
+    /// ([`Snapshotter::commit_on`]): true when a snapshot's own directory
+    /// holds only its diff (overlay), false when it holds the whole merged
+    /// tree (copy). The layers of such a snapshotter unpack at the same time.
+    fn independent_layers(&self) -> bool {
+        false
+    }
+    /// Commits active `key` as `name` on top of committed `parent`, which
+    /// `key` was prepared without when [`Snapshotter::independent_layers`]
+    /// holds; otherwise `parent` must be the one `key` was prepared on.
+    fn commit_on(&self, name: &str, key: &str, parent: Option<&str>) -> Result<()> {
+        let info = self.stat(key)?;
+        if info.parent.as_deref() != parent {
+            return Err(SnapshotError::ParentMismatch {
+                key: key.to_owned(),
+                parent: parent.unwrap_or("").to_owned(),
+            });
+        }
+        self.commit(name, key)
+    }
 }
 
 /// Where snapshotters live under a kontti state root.

@@ -7,7 +7,7 @@
 use std::fs;
 use std::path::PathBuf;
 
-use super::meta::{Meta, syncfs};
+use super::meta::{Meta, Record, check_key, syncfs};
 use super::{Info, Kind, Mount, Result, SnapshotError, Snapshotter};
 use crate::unpack::WhiteoutMode;
 
@@ -27,6 +27,16 @@ impl OverlaySnapshotter {
 
     fn fs_dir(&self, id: u64) -> PathBuf {
         self.meta.dir(id).join("fs")
+    }
+
+    /// A committed snapshot needs no overlay work directory.
+    fn remove_work_dir(&self, id: u64) {
+        let work = self.meta.dir(id).join("work");
+        if let Err(e) = fs::remove_dir_all(&work)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(path = %work.display(), error = %e, "cannot remove overlay work dir");
+        }
     }
 
     fn create(&self, key: &str, parent: Option<&str>, kind: Kind) -> Result<Vec<Mount>> {
@@ -92,12 +102,7 @@ impl Snapshotter for OverlaySnapshotter {
 
     fn commit(&self, name: &str, key: &str) -> Result<()> {
         let id = self.meta.commit(name, key)?;
-        let work = self.meta.dir(id).join("work");
-        if let Err(e) = fs::remove_dir_all(&work)
-            && e.kind() != std::io::ErrorKind::NotFound
-        {
-            tracing::warn!(path = %work.display(), error = %e, "cannot remove overlay work dir");
-        }
+        self.remove_work_dir(id);
         Ok(())
     }
 
@@ -114,6 +119,56 @@ impl Snapshotter for OverlaySnapshotter {
     fn sync(&self, key: &str) -> Result<()> {
         let id = self.meta.read()?.get(key)?.id;
         syncfs(&self.fs_dir(id))
+    }
+
+    fn independent_layers(&self) -> bool {
+        // An upper directory holds the diff alone, whiteouts included.
+        true
+    }
+
+    fn commit_on(&self, name: &str, key: &str, parent: Option<&str>) -> Result<()> {
+        check_key(name)?;
+        let id = self.meta.update(|t| {
+            let r = t.get(key)?.clone();
+            if r.kind != Kind::Active {
+                return Err(SnapshotError::WrongKind {
+                    key: key.to_owned(),
+                    actual: r.kind,
+                    expected: Kind::Active,
+                });
+            }
+            if r.parent.is_some() && r.parent.as_deref() != parent {
+                return Err(SnapshotError::ParentMismatch {
+                    key: key.to_owned(),
+                    parent: parent.unwrap_or("").to_owned(),
+                });
+            }
+            if let Some(p) = parent {
+                let pr = t.get(p)?;
+                if pr.kind != Kind::Committed {
+                    return Err(SnapshotError::WrongKind {
+                        key: p.to_owned(),
+                        actual: pr.kind,
+                        expected: Kind::Committed,
+                    });
+                }
+            }
+            if t.snapshots.contains_key(name) {
+                return Err(SnapshotError::AlreadyExists(name.to_owned()));
+            }
+            t.snapshots.remove(key);
+            t.snapshots.insert(
+                name.to_owned(),
+                Record {
+                    id: r.id,
+                    kind: Kind::Committed,
+                    parent: parent.map(str::to_owned),
+                },
+            );
+            Ok(r.id)
+        })?;
+        self.remove_work_dir(id);
+        Ok(())
     }
 }
 

@@ -234,6 +234,20 @@ impl Client {
         store: Arc<dyn BlobStore>,
         progress: Arc<dyn Progress>,
     ) -> Result<Pulled, ClientError> {
+        self.pull_observed(reference, platform, store, progress, None)
+            .await
+    }
+
+    /// Pulls `reference` for `platform` into `store`, telling `observer` as
+    /// soon as the config and then each layer is in the store.
+    pub async fn pull_observed(
+        &self,
+        reference: &ImageRef,
+        platform: &Platform,
+        store: Arc<dyn BlobStore>,
+        progress: Arc<dyn Progress>,
+        observer: Option<Arc<dyn PullObserver>>,
+    ) -> Result<Pulled, ClientError> {
         let registry = reference.registry();
         let endpoints = self.registries.pull_endpoints(registry);
         let mut last_err = None;
@@ -243,7 +257,7 @@ impl Client {
                 .await?;
             let resolved = self.resolve(&repo, reference, platform).await;
             match resolved {
-                Ok(r) => return self.fetch_image(repo, r, store, progress).await,
+                Ok(r) => return self.fetch_image(repo, r, store, progress, observer).await,
                 Err(e) if i + 1 < endpoints.len() => {
                     tracing::warn!(mirror = %host, error = %e, "mirror failed, trying the next endpoint");
                     last_err = Some(e);
@@ -344,33 +358,55 @@ impl Client {
         mut pulled: Pulled,
         store: Arc<dyn BlobStore>,
         progress: Arc<dyn Progress>,
+        observer: Option<Arc<dyn PullObserver>>,
     ) -> Result<Pulled, ClientError> {
         use futures_util::StreamExt;
         let repo = Arc::new(repo);
-        let mut wanted: Vec<Descriptor> = vec![pulled.config.clone()];
-        wanted.extend(pulled.layers.iter().cloned());
-        let mut jobs = Vec::new();
-        for (i, d) in wanted.into_iter().enumerate() {
-            let have = store
+        let have = |d: &Descriptor| {
+            store
                 .blob_size(&d.digest)
-                .map_err(|e| ClientError::io(format!("checking blob {}", d.digest), e))?;
-            if have == Some(d.size) {
-                if i > 0 {
-                    progress.exists(&d.digest);
+                .map(|s| s == Some(d.size))
+                .map_err(|e| ClientError::io(format!("checking blob {}", d.digest), e))
+        };
+        // The config first (it is small): what observers need to plan.
+        if !have(&pulled.config)? {
+            download::blob(&repo, &pulled.config, store.as_ref(), None).await?;
+        }
+        if let Some(o) = &observer {
+            o.config(&pulled);
+        }
+        let mut jobs = Vec::new();
+        for d in &pulled.layers {
+            if have(d)? {
+                progress.exists(&d.digest);
+                if let Some(o) = &observer {
+                    o.layer(&d.digest);
                 }
                 continue;
             }
-            jobs.push((i, d));
+            if !jobs.contains(d) {
+                jobs.push(d.clone());
+            }
         }
-        let downloaded = jobs.iter().filter(|(i, _)| *i > 0).count();
+        let downloaded = jobs.len();
         let results: Vec<Result<(), ClientError>> =
-            futures_util::stream::iter(jobs.into_iter().map(|(i, d)| {
+            futures_util::stream::iter(jobs.into_iter().map(|d| {
                 let repo = repo.clone();
                 let store = store.clone();
                 let progress = progress.clone();
+                let observer = observer.clone();
                 async move {
-                    let shown = if i == 0 { None } else { Some(progress.clone()) };
-                    download::blob(&repo, &d, store.as_ref(), shown).await
+                    if observer.as_ref().is_some_and(|o| o.failed()) {
+                        return Err(ClientError::io(
+                            format!("downloading blob {}", d.digest),
+                            std::io::Error::other("stopped: work on an earlier blob failed"),
+                        ));
+                    }
+                    download::blob(&repo, &d, store.as_ref(), Some(progress)).await?;
+                    if let Some(o) = &observer {
+                        o.layer(&d.digest);
+                    }
+                    Ok(())
                 }
             }))
             .buffer_unordered(self.concurrency)
@@ -405,6 +441,20 @@ impl Client {
             .repo(registry, host, reference.repository(), true)
             .await?;
         push::push(repo, reference, image, store, progress, self.concurrency).await
+    }
+}
+
+/// Told when the blobs of a pull are in the store, so that work on them
+/// (unpacking) starts before the whole image has arrived.
+pub trait PullObserver: Send + Sync {
+    /// The config blob is in the store; called once, before any layer.
+    fn config(&self, pulled: &Pulled);
+    /// A layer blob is in the store, verified (downloaded now or there before).
+    fn layer(&self, digest: &Digest);
+    /// Whether the work on the blobs failed: downloads not yet started are
+    /// then not started, and the pull fails (the observer has the cause).
+    fn failed(&self) -> bool {
+        false
     }
 }
 
