@@ -188,6 +188,9 @@ pub fn apply_layer<R: Read>(
         created: HashSet::new(),
         dir_times: Vec::new(),
         entries: 0,
+        creator: Creator::current(),
+        parent: None,
+        buf: vec![0; COPY_BUFFER],
     };
     for entry in archive.entries().map_err(malformed)? {
         let mut entry = entry.map_err(malformed)?;
@@ -219,6 +222,85 @@ struct Applier<'a> {
     created: HashSet<PathBuf>,
     dir_times: Vec<(PathBuf, u64)>,
     entries: u64,
+    creator: Creator,
+    /// The directory of the last regular file written.
+    parent: Option<ParentDir>,
+    /// File contents pass through this buffer.
+    buf: Vec<u8>,
+}
+
+/// How much of a file's content is copied per write.
+const COPY_BUFFER: usize = 256 << 10;
+
+/// What a file created by this process gets without being told.
+struct Creator {
+    uid: Uid,
+    gid: Gid,
+    /// The process's umask, when known.
+    umask: Option<u32>,
+}
+
+impl Creator {
+    fn current() -> Creator {
+        let umask = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("Umask:"))
+                    .and_then(|m| u32::from_str_radix(m.trim(), 8).ok())
+            });
+        Creator {
+            uid: rustix::process::geteuid(),
+            gid: rustix::process::getegid(),
+            umask,
+        }
+    }
+}
+
+/// The parent directory of the last regular file written, kept for the
+/// entries that follow in the same directory (a layer lists a directory's
+/// files together), so that its path is not resolved component by
+/// component again. It is dropped at any entry that is not a regular file,
+/// since only those cannot change which directory a path names.
+struct ParentDir {
+    /// Normalised, relative to the root.
+    path: PathBuf,
+    fd: OwnedFd,
+    /// The group a new file in it gets (its own under setgid).
+    new_gid: Gid,
+    /// Whether a new file gets the mode asked for minus the umask: false
+    /// under a default ACL, which replaces the umask.
+    umask_applies: bool,
+}
+
+impl ParentDir {
+    fn open(root: &Root, entry: &Path, creator: &Creator) -> Result<ParentDir, UnpackError> {
+        let (fd, _) = root
+            .parent_of(entry, true)
+            .map_err(|source| UnpackError::Unsafe {
+                entry: entry.to_owned(),
+                source,
+            })?;
+        let errno = |e: Errno| UnpackError::io(entry.to_owned(), e.into());
+        let st = rustix::fs::fstat(&fd).map_err(errno)?;
+        let new_gid = if st.st_mode & 0o2000 != 0 {
+            Gid::from_raw(st.st_gid)
+        } else {
+            creator.gid
+        };
+        let acl = rustix::fs::getxattr(
+            proc_fd_path(&fd),
+            "system.posix_acl_default",
+            &mut [0u8; 0][..],
+        );
+        let umask_applies = matches!(acl, Err(Errno::NODATA) | Err(Errno::NOTSUP));
+        Ok(ParentDir {
+            path: entry.parent().unwrap_or(Path::new("")).to_owned(),
+            fd,
+            new_gid,
+            umask_applies,
+        })
+    }
 }
 
 fn normalise(path: &Path) -> Result<PathBuf, UnpackError> {
@@ -252,6 +334,14 @@ impl Applier<'_> {
             return Ok(());
         }
         self.entries += 1;
+        if matches!(kind, tar::EntryType::Regular | tar::EntryType::Continuous)
+            && !path
+                .file_name()
+                .is_some_and(|n| n.as_bytes().starts_with(WHITEOUT_PREFIX.as_bytes()))
+        {
+            return self.regular(entry, &raw, path);
+        }
+        self.parent = None;
         let unsafe_err = |source| UnpackError::Unsafe {
             entry: raw.clone(),
             source,
@@ -280,7 +370,9 @@ impl Applier<'_> {
         if (kind != tar::EntryType::Directory || !existing_is_dir) && existing.is_some() {
             remove_all_at(&parent, &name).map_err(io_err)?;
         }
-        self.created.insert(path.clone());
+        if self.whiteouts == WhiteoutMode::Remove {
+            self.created.insert(path.clone());
+        }
         match kind {
             tar::EntryType::Directory => {
                 if !existing_is_dir {
@@ -296,22 +388,6 @@ impl Applier<'_> {
                 .map_err(errno)?;
                 finish_fd(&fd, uid, gid, mode, &xattrs, None).map_err(errno)?;
                 self.dir_times.push((path, mtime));
-            }
-            tar::EntryType::Regular | tar::EntryType::Continuous => {
-                let fd = rustix::fs::openat(
-                    &parent,
-                    &name,
-                    OFlags::WRONLY
-                        | OFlags::CREATE
-                        | OFlags::EXCL
-                        | OFlags::NOFOLLOW
-                        | OFlags::CLOEXEC,
-                    Mode::from_raw_mode(0o600),
-                )
-                .map_err(errno)?;
-                let mut file = File::from(fd);
-                io::copy(entry, &mut file).map_err(io_err)?;
-                finish_fd(file.as_fd(), uid, gid, mode, &xattrs, Some(mtime)).map_err(errno)?;
             }
             tar::EntryType::Symlink => {
                 let target = entry.link_name().map_err(io_err)?.ok_or_else(|| {
@@ -392,6 +468,79 @@ impl Applier<'_> {
                 });
             }
         }
+        Ok(())
+    }
+
+    /// A regular file: created in the (cached) parent directory with the
+    /// mode asked for, so that chown and chmod are needed only when what the
+    /// kernel gave it differs from the entry's owner and mode.
+    fn regular<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+        raw: &Path,
+        path: PathBuf,
+    ) -> Result<(), UnpackError> {
+        let io_err = |source: io::Error| UnpackError::io(raw.to_owned(), source);
+        let errno = |e: Errno| UnpackError::io(raw.to_owned(), e.into());
+        let xattrs = pax_xattrs(entry).map_err(io_err)?;
+        let header = entry.header();
+        let mode = header.mode().map_err(io_err)? & 0o7777;
+        let uid = Uid::from_raw(header.uid().map_err(io_err)? as u32);
+        let gid = Gid::from_raw(header.gid().map_err(io_err)? as u32);
+        let mtime = header.mtime().map_err(io_err)?;
+        let name = path
+            .file_name()
+            .ok_or_else(|| UnpackError::Malformed(format!("entry {raw:?} has no name")))?
+            .to_owned();
+        let dir = path.parent().unwrap_or(Path::new(""));
+        let parent = match self.parent.take() {
+            Some(p) if p.path == dir => p,
+            _ => ParentDir::open(self.root, &path, &self.creator)?,
+        };
+        if self.whiteouts == WhiteoutMode::Remove {
+            self.created.insert(path.clone());
+        }
+        // What the kernel will give the file, and whether that is the entry's.
+        let owner_ok = uid == self.creator.uid && gid == parent.new_gid;
+        let perm = mode & 0o777;
+        let mode_ok = mode == perm
+            && parent.umask_applies
+            && self.creator.umask.is_some_and(|u| perm & u == 0);
+        let create_mode = Mode::from_raw_mode(if owner_ok && mode_ok { perm } else { 0o600 });
+        let flags =
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let fd = match rustix::fs::openat(&parent.fd, &name, flags, create_mode) {
+            Err(Errno::EXIST) => {
+                // It replaces whatever has the name (removed without
+                // following symlinks); the parent stays the same directory.
+                remove_all_at(&parent.fd, &name).map_err(io_err)?;
+                rustix::fs::openat(&parent.fd, &name, flags, create_mode).map_err(errno)?
+            }
+            r => r.map_err(errno)?,
+        };
+        let mut file = File::from(fd);
+        loop {
+            let n = match entry.read(&mut self.buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(io_err(e)),
+            };
+            io::Write::write_all(&mut file, &self.buf[..n]).map_err(io_err)?;
+        }
+        let fd = file.as_fd();
+        if !owner_ok {
+            rustix::fs::fchown(fd, Some(uid), Some(gid)).map_err(errno)?;
+        }
+        // After chown, which clears setuid/setgid bits.
+        if !(owner_ok && mode_ok) {
+            rustix::fs::fchmod(fd, Mode::from_raw_mode(mode)).map_err(errno)?;
+        }
+        for (k, v) in &xattrs {
+            rustix::fs::fsetxattr(fd, k.as_os_str(), v, XattrFlags::empty()).map_err(errno)?;
+        }
+        rustix::fs::futimens(fd, &times(mtime)).map_err(errno)?;
+        self.parent = Some(parent);
         Ok(())
     }
 
@@ -524,3 +673,7 @@ fn pax_xattrs<R: Read>(entry: &mut tar::Entry<'_, R>) -> io::Result<Vec<(OsStrin
     }
     Ok(out)
 }
+
+#[cfg(test)]
+#[path = "unpack_tests.rs"]
+mod tests;
