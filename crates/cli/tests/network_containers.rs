@@ -249,7 +249,7 @@ fn network_default_bridge_gives_address_resolver_and_refuses_a_taken_port() {
     assert!(out.contains("default via 10.251.0.1"), "{out}");
     assert!(out.contains("nameserver 10.251.0.1"), "{out}");
     assert!(out.contains("gateway-ok"), "{out}");
-    let ls = k.ok(&["network", "ls", "-q"]);
+    let ls = k.ok(&["network", "ls", "--format", "{{.Name}}"]);
     assert_eq!(ls, "bridge\n");
     k.ok(&["network", "rm", "bridge"]);
     assert_eq!(net_state(), before);

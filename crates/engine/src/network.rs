@@ -67,9 +67,14 @@ pub enum NetError {
     /// A network driver other than `bridge`.
     #[error("network driver {0:?} is not supported: kontti has the bridge driver only")]
     UnsupportedDriver(String),
-    /// A `network ls --filter` other than `name=PART` or `driver=bridge`.
-    #[error("invalid filter {0:?}: expected name=PART or driver=bridge")]
+    /// A `network ls --filter` of an unknown key or a bad value.
+    #[error(
+        "invalid filter {0:?}: expected name=, id=, driver=, label=KEY[=VALUE], type=custom|builtin or dangling=true|false"
+    )]
     InvalidFilter(String),
+    /// A `network create --label` without a key.
+    #[error("invalid label {0:?}: expected KEY=VALUE or KEY")]
+    InvalidLabel(String),
     /// No container of that name or id.
     #[error("no such container: {0}")]
     ContainerNotFound(String),
@@ -122,6 +127,7 @@ impl NetError {
             | NetError::InvalidGateway { .. }
             | NetError::UnsupportedDriver(_)
             | NetError::InvalidFilter(_)
+            | NetError::InvalidLabel(_)
             | NetError::AmbiguousContainer(_) => ErrorKind::Invalid,
             NetError::ContainerNotFound(_) => ErrorKind::NotFound,
             NetError::NoNamespace(_) | NetError::NotBridged { .. } => ErrorKind::Conflict,
@@ -226,33 +232,99 @@ pub fn check_driver(driver: &str) -> Result<()> {
     }
 }
 
-/// A `network ls --filter`.
+/// A `network ls --filter`, as docker's: filters of one key match when
+/// any of them does, filters of different keys all have to
+/// ([`NetworkFilter::matches_all`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NetworkFilter {
     /// `name=PART`: the name contains PART.
     Name(String),
+    /// `id=PREFIX`: the id starts with PREFIX.
+    Id(String),
     /// `driver=NAME`.
     Driver(String),
+    /// `label=KEY` (the label is set) or `label=KEY=VALUE`.
+    Label(String, Option<String>),
+    /// `type=builtin` (the default network) or `type=custom`.
+    Builtin(bool),
+    /// `dangling=true`: no container is connected (builtin networks never
+    /// dangle); `dangling=false`: the others.
+    Dangling(bool),
 }
 
 impl FromStr for NetworkFilter {
     type Err = NetError;
     fn from_str(s: &str) -> Result<Self> {
-        match s.split_once('=') {
-            Some(("name", v)) => Ok(NetworkFilter::Name(v.to_owned())),
-            Some(("driver", v)) => Ok(NetworkFilter::Driver(v.to_owned())),
-            _ => Err(NetError::InvalidFilter(s.to_owned())),
+        let bad = || NetError::InvalidFilter(s.to_owned());
+        let flag = |v: &str| match v {
+            "true" | "1" => Ok(true),
+            "false" | "0" => Ok(false),
+            _ => Err(bad()),
+        };
+        match s.split_once('=').ok_or_else(bad)? {
+            ("name", v) => Ok(NetworkFilter::Name(v.to_owned())),
+            ("id", v) => Ok(NetworkFilter::Id(v.to_ascii_lowercase())),
+            ("driver", v) => Ok(NetworkFilter::Driver(v.to_owned())),
+            ("label", "") => Err(bad()),
+            ("label", v) => Ok(match v.split_once('=') {
+                Some((k, v)) => NetworkFilter::Label(k.to_owned(), Some(v.to_owned())),
+                None => NetworkFilter::Label(v.to_owned(), None),
+            }),
+            ("type", "builtin") => Ok(NetworkFilter::Builtin(true)),
+            ("type", "custom") => Ok(NetworkFilter::Builtin(false)),
+            ("dangling", v) => Ok(NetworkFilter::Dangling(flag(v)?)),
+            _ => Err(bad()),
         }
     }
 }
 
+/// Whether `n` is a builtin network (the default one).
+pub fn is_builtin(n: &NetworkState) -> bool {
+    n.info.name == DEFAULT_NETWORK
+}
+
 impl NetworkFilter {
-    /// Whether the network passes.
+    /// Whether the network passes this one filter.
     pub fn matches(&self, n: &NetworkState) -> bool {
         match self {
             NetworkFilter::Name(part) => n.info.name.contains(part.as_str()),
+            NetworkFilter::Id(prefix) => n.id.starts_with(prefix.as_str()),
             NetworkFilter::Driver(d) => d == "bridge",
+            NetworkFilter::Label(k, v) => match (n.labels.get(k), v) {
+                (Some(have), Some(want)) => have == want,
+                (Some(_), None) => true,
+                (None, _) => false,
+            },
+            NetworkFilter::Builtin(b) => is_builtin(n) == *b,
+            NetworkFilter::Dangling(d) => (!is_builtin(n) && n.endpoints.is_empty()) == *d,
         }
+    }
+
+    fn key(&self) -> u8 {
+        match self {
+            NetworkFilter::Name(_) => 0,
+            NetworkFilter::Id(_) => 1,
+            NetworkFilter::Driver(_) => 2,
+            NetworkFilter::Label(..) => 3,
+            NetworkFilter::Builtin(_) => 4,
+            NetworkFilter::Dangling(_) => 5,
+        }
+    }
+
+    /// Whether `n` passes `filters`: for each key used, one of its filters
+    /// matches (labels, as docker, must all match).
+    pub fn matches_all(filters: &[NetworkFilter], n: &NetworkState) -> bool {
+        (0..=5u8).all(|key| {
+            let mut of_key = filters.iter().filter(|f| f.key() == key).peekable();
+            if of_key.peek().is_none() {
+                return true;
+            }
+            if key == 3 {
+                of_key.all(|f| f.matches(n))
+            } else {
+                of_key.any(|f| f.matches(n))
+            }
+        })
     }
 }
 
@@ -417,6 +489,8 @@ pub fn attach(root: &Path, req: &AttachRequest) -> Result<NetworkSetup> {
         }
     };
     let state = nets.inspect(network).ok();
+    // `--network` may name the network by id or id prefix
+    let network = state.as_ref().map_or(network, |s| s.info.name.as_str());
     let a = &endpoint.attachment;
     info!(network, address = %a.address, "attached");
     Ok(NetworkSetup {
@@ -588,6 +662,57 @@ mod tests {
             assert!(matches!(p(bad), Err(NetError::InvalidMode(_))), "{bad}");
         }
         assert_eq!(p("container:web").unwrap().to_string(), "container:web");
+    }
+
+    #[test]
+    fn filters_parse_and_match_as_dockers() {
+        let state = |name: &str, id: &str, labels: &[(&str, &str)], endpoints: bool| {
+            let mut s: NetworkState = serde_json::from_value(serde_json::json!({
+                "id": id,
+                "info": {"name": name, "bridge": "kt0", "subnet": "10.9.0.0/24",
+                         "gateway": "10.9.0.1", "mtu": 1500},
+                "dns_pid": null, "endpoints": {},
+            }))
+            .unwrap();
+            s.labels = labels
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect();
+            if endpoints {
+                let e = serde_json::json!({
+                    "container": "c", "name": "c", "aliases": [], "ports": [],
+                    "attachment": {"ifname": "eth0", "host_ifname": "kv0", "netns": "/x",
+                                   "address": "10.9.0.2", "gateway": "10.9.0.1", "prefix": 24},
+                });
+                s.endpoints
+                    .insert("c".into(), serde_json::from_value(e).unwrap());
+            }
+            s
+        };
+        let bridge = state(DEFAULT_NETWORK, "aa11", &[], false);
+        let front = state("front", "bb22", &[("env", "prod"), ("tier", "")], true);
+        let back = state("back", "cc33", &[("env", "dev")], false);
+        let pass = |fs: &[&str]| -> Vec<&str> {
+            let fs: Vec<NetworkFilter> = fs.iter().map(|f| f.parse().unwrap()).collect();
+            [&bridge, &front, &back]
+                .into_iter()
+                .filter(|n| NetworkFilter::matches_all(&fs, n))
+                .map(|n| n.info.name.as_str())
+                .collect()
+        };
+        assert_eq!(pass(&[]), ["bridge", "front", "back"]);
+        assert_eq!(pass(&["id=BB"]), ["front"]);
+        assert_eq!(pass(&["name=ront", "name=ack"]), ["front", "back"]);
+        assert_eq!(pass(&["label=env", "label=tier"]), ["front"]);
+        assert_eq!(pass(&["label=env=dev"]), ["back"]);
+        assert_eq!(pass(&["type=builtin"]), ["bridge"]);
+        assert_eq!(pass(&["type=custom", "dangling=false"]), ["front"]);
+        assert_eq!(pass(&["dangling=1"]), ["back"]);
+        for bad in ["x=1", "name", "label=", "type=other", "dangling=yes", ""] {
+            let e = bad.parse::<NetworkFilter>().unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Invalid, "{bad}");
+            assert!(e.to_string().starts_with("invalid filter"), "{e}");
+        }
     }
 
     #[test]

@@ -21,6 +21,7 @@ pub mod dns;
 mod driver;
 mod ipam;
 mod netlink;
+mod network_id;
 mod networks;
 mod nft;
 mod routes;

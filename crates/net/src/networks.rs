@@ -30,12 +30,18 @@ pub enum NetworkError {
     /// The network name is not `[A-Za-z0-9][A-Za-z0-9_.-]*`, at most 64 bytes.
     #[error("invalid network name {0:?}: use letters, digits, '_', '.', '-' (at most 64)")]
     InvalidName(String),
+    /// A kept network id that is not 64 hex characters.
+    #[error("invalid network id {0:?}: expected 64 hex characters")]
+    InvalidId(String),
     /// An MTU outside 576..=65535.
     #[error("invalid mtu {0}: expected 576..=65535")]
     InvalidMtu(u32),
-    /// No network of that name.
+    /// No network of that name, id or id prefix.
     #[error("network {0} not found")]
     NotFound(String),
+    /// An id prefix that several networks' ids start with.
+    #[error("multiple networks found with prefix: {0}")]
+    Ambiguous(String),
     /// A network of that name exists.
     #[error("network {0} already exists")]
     AlreadyExists(String),
@@ -110,7 +116,10 @@ impl NetworkError {
     /// The error class.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            NetworkError::InvalidName(_) | NetworkError::InvalidMtu(_) => ErrorKind::Invalid,
+            NetworkError::InvalidName(_)
+            | NetworkError::InvalidId(_)
+            | NetworkError::InvalidMtu(_)
+            | NetworkError::Ambiguous(_) => ErrorKind::Invalid,
             NetworkError::NotFound(_) | NetworkError::NotConnected { .. } => ErrorKind::NotFound,
             NetworkError::AlreadyExists(_) | NetworkError::AlreadyConnected { .. } => {
                 ErrorKind::AlreadyExists
@@ -180,6 +189,11 @@ pub struct NetworkSpec {
     pub bridge: Option<String>,
     /// The MTU; `None` takes the configured default.
     pub mtu: Option<u32>,
+    /// User labels (`--label`).
+    pub labels: BTreeMap<String, String>,
+    /// The id to keep (a network re-created on restore); `None` draws a
+    /// new random one.
+    pub id: Option<String>,
 }
 
 /// A connected container.
@@ -200,8 +214,15 @@ pub struct Endpoint {
 /// A network's persisted state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NetworkState {
+    /// 64 hex characters, random; empty only in state written before
+    /// networks had ids (the first `list` or `inspect` gives it one).
+    #[serde(default)]
+    pub id: String,
     /// Name, bridge, subnet, gateway, MTU.
     pub info: NetworkInfo,
+    /// User labels.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
     /// The DNS responder's pid, when one runs.
     pub dns_pid: Option<u32>,
     /// Endpoints by container id.
@@ -255,7 +276,7 @@ pub struct Networks {
     firewall: Firewall,
 }
 
-fn valid_name(name: &str) -> bool {
+pub(crate) fn valid_name(name: &str) -> bool {
     let mut chars = name.chars();
     name.len() <= 64
         && chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
@@ -291,7 +312,7 @@ impl Networks {
     }
 
     /// Takes the state root's lock until the returned file is dropped.
-    fn lock(&self) -> Result<File, NetworkError> {
+    pub(crate) fn lock(&self) -> Result<File, NetworkError> {
         let dir = self.dir();
         fs::create_dir_all(&dir).map_err(Self::state_err(&dir))?;
         let path = dir.join(".lock");
@@ -305,7 +326,7 @@ impl Networks {
         Ok(f)
     }
 
-    fn load(&self, name: &str) -> Result<NetworkState, NetworkError> {
+    pub(crate) fn load(&self, name: &str) -> Result<NetworkState, NetworkError> {
         if !valid_name(name) {
             return Err(NetworkError::InvalidName(name.to_owned()));
         }
@@ -321,7 +342,7 @@ impl Networks {
             .map_err(|e| Self::state_err(&path)(io::Error::new(io::ErrorKind::InvalidData, e)))
     }
 
-    fn save(&self, state: &NetworkState) -> Result<(), NetworkError> {
+    pub(crate) fn save(&self, state: &NetworkState) -> Result<(), NetworkError> {
         let dir = self.net_dir(&state.info.name);
         let path = dir.join("network.json");
         let tmp = dir.join(".network.json.tmp");
@@ -352,8 +373,15 @@ impl Networks {
         records.store(&path).map_err(Self::state_err(&path))
     }
 
-    /// Every network, sorted by name.
+    /// Every network, sorted by name, each with its id.
     pub fn list(&self) -> Result<Vec<NetworkState>, NetworkError> {
+        let mut all = self.load_all()?;
+        self.ensure_ids(&mut all)?;
+        Ok(all)
+    }
+
+    /// Every network as stored, sorted by name (takes no lock).
+    pub(crate) fn load_all(&self) -> Result<Vec<NetworkState>, NetworkError> {
         let dir = self.dir();
         let rd = match fs::read_dir(&dir) {
             Ok(rd) => rd,
@@ -376,9 +404,13 @@ impl Networks {
         Ok(out)
     }
 
-    /// The state of network `name`.
-    pub fn inspect(&self, name: &str) -> Result<NetworkState, NetworkError> {
-        self.load(name)
+    /// The state of the network named `key`, or whose id is or starts
+    /// with `key`.
+    pub fn inspect(&self, key: &str) -> Result<NetworkState, NetworkError> {
+        let mut one = [self.find(key)?];
+        self.ensure_ids(&mut one)?;
+        let [state] = one;
+        Ok(state)
     }
 
     /// Creates a network: subnet, bridge, firewall entries, DNS responder.
@@ -391,8 +423,18 @@ impl Networks {
         if !(576..=65535).contains(&mtu) {
             return Err(NetworkError::InvalidMtu(mtu));
         }
+        let id = match &spec.id {
+            Some(id) if id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                id.to_ascii_lowercase()
+            }
+            Some(id) => return Err(NetworkError::InvalidId(id.clone())),
+            None => crate::network_id::new_network_id().map_err(|source| NetworkError::State {
+                path: "/dev/urandom".into(),
+                source,
+            })?,
+        };
         let _lock = self.lock()?;
-        let existing = self.list()?;
+        let existing = self.load_all()?;
         if existing.iter().any(|n| n.info.name == spec.name) {
             return Err(NetworkError::AlreadyExists(spec.name.clone()));
         }
@@ -430,7 +472,9 @@ impl Networks {
             mtu,
         };
         let mut state = NetworkState {
+            id,
             info,
+            labels: spec.labels.clone(),
             dns_pid: None,
             endpoints: BTreeMap::new(),
         };
@@ -485,11 +529,13 @@ impl Networks {
         let _ = fs::remove_dir_all(self.net_dir(&info.name));
     }
 
-    /// Removes a network that has no endpoints left.
+    /// Removes a network that has no endpoints left (by name, id or id
+    /// prefix).
     #[instrument(skip(self))]
-    pub fn remove(&self, name: &str) -> Result<(), NetworkError> {
+    pub fn remove(&self, key: &str) -> Result<(), NetworkError> {
         let _lock = self.lock()?;
-        let state = self.load(name)?;
+        let state = self.find(key)?;
+        let name = state.info.name.as_str();
         if !state.endpoints.is_empty() {
             return Err(NetworkError::InUse {
                 network: name.to_owned(),
@@ -501,7 +547,7 @@ impl Networks {
                     .join(", "),
             });
         }
-        let last = self.list()?.len() == 1;
+        let last = self.load_all()?.len() == 1;
         if let Some(pid) = state.dns_pid {
             stop_dns(pid, &self.net_dir(name));
         }
@@ -516,11 +562,15 @@ impl Networks {
         Ok(())
     }
 
-    /// Connects a container: address, interface, published ports, DNS name.
-    #[instrument(skip_all, fields(network = %network, container = %spec.container))]
-    pub fn connect(&self, network: &str, spec: &ConnectSpec) -> Result<Endpoint, NetworkError> {
+    /// Connects a container to the network named `key` (or whose id is or
+    /// starts with `key`): address, interface, published ports, DNS name.
+    #[instrument(skip_all, fields(network = %key, container = %spec.container))]
+    pub fn connect(&self, key: &str, spec: &ConnectSpec) -> Result<Endpoint, NetworkError> {
         let _lock = self.lock()?;
-        let mut state = self.load(network)?;
+        let mut state = self.find(key)?;
+        self.assign_id_locked(&mut state)?;
+        let name = state.info.name.clone();
+        let network = name.as_str();
         if state.endpoints.contains_key(&spec.container) {
             return Err(NetworkError::AlreadyConnected {
                 network: network.to_owned(),
@@ -577,11 +627,15 @@ impl Networks {
         Ok(endpoint)
     }
 
-    /// Disconnects a container; a namespace that is gone already is fine.
+    /// Disconnects a container from the network named `key` (or whose id
+    /// is or starts with `key`); a namespace that is gone already is fine.
     #[instrument(skip(self))]
-    pub fn disconnect(&self, network: &str, container: &str) -> Result<(), NetworkError> {
+    pub fn disconnect(&self, key: &str, container: &str) -> Result<(), NetworkError> {
         let _lock = self.lock()?;
-        let mut state = self.load(network)?;
+        let mut state = self.find(key)?;
+        self.assign_id_locked(&mut state)?;
+        let name = state.info.name.clone();
+        let network = name.as_str();
         let Some(endpoint) = state.endpoints.get(container).cloned() else {
             return Err(NetworkError::NotConnected {
                 network: network.to_owned(),
@@ -612,7 +666,7 @@ impl Networks {
                     reason: "published twice in one request".to_owned(),
                 });
             }
-            for net in self.list()? {
+            for net in self.load_all()? {
                 if let Some(e) = net.endpoints.values().find(|e| e.ports.iter().any(clash)) {
                     return Err(NetworkError::PortInUse {
                         port: *p,

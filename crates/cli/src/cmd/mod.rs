@@ -8,6 +8,8 @@ mod build;
 
 mod container;
 
+mod format;
+
 mod image;
 
 mod network;

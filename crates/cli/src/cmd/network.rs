@@ -12,6 +12,7 @@ use kontti_engine::network::{
 use serde_json::json;
 
 use super::Context;
+use super::format::{FormatError, Row, Template};
 
 /// `kontti network ...`.
 #[derive(Subcommand)]
@@ -57,6 +58,9 @@ pub struct CreateArgs {
     /// The MTU of the bridge and its endpoints.
     #[arg(long)]
     mtu: Option<u32>,
+    /// A label, KEY=VALUE or KEY (repeatable).
+    #[arg(long = "label")]
+    labels: Vec<String>,
     /// The name.
     name: String,
 }
@@ -64,15 +68,23 @@ pub struct CreateArgs {
 /// `kontti network ls`.
 #[derive(Args)]
 pub struct LsArgs {
-    /// Print names only.
+    /// Print ids only.
     #[arg(long, short = 'q')]
     quiet: bool,
-    /// Filter: name=PART or driver=bridge.
+    /// Do not truncate ids.
+    #[arg(long = "no-trunc")]
+    no_trunc: bool,
+    /// Filter: name=, id=, driver=, label=KEY[=VALUE], type=custom|builtin,
+    /// dangling=true|false (repeatable).
     #[arg(long = "filter", short = 'f')]
     filters: Vec<String>,
+    /// Go-template subset ({{.ID}}, {{.Name}}, {{.Driver}}, {{.Scope}},
+    /// {{.Labels}}, {{json .}}, table ...) or `json`.
+    #[arg(long)]
+    format: Option<String>,
 }
 
-/// Commands that take network names.
+/// Commands that take network names (or ids, or unique id prefixes).
 #[derive(Args)]
 pub struct NamesArgs {
     /// The networks.
@@ -149,16 +161,38 @@ fn create(ctx: &Context, a: CreateArgs) -> anyhow::Result<i32> {
                 })?,
         ),
     };
+    let mut labels = std::collections::BTreeMap::new();
+    for l in &a.labels {
+        let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));
+        if k.is_empty() {
+            return Err(NetError::InvalidLabel(l.clone()).into());
+        }
+        labels.insert(k.to_owned(), v.to_owned());
+    }
     let spec = NetworkSpec {
         name: a.name,
+        labels,
         subnet,
         bridge: None,
         mtu: a.mtu,
+        ..Default::default()
     };
     let state = network::create(&ctx.root, &spec, gateway)?;
     println!("{}", state.info.name);
     Ok(0)
 }
+
+/// `network ls` fields: name in templates, header.
+const LS_FIELDS: &[(&str, &str)] = &[
+    ("ID", "NETWORK ID"),
+    ("Name", "NAME"),
+    ("Driver", "DRIVER"),
+    ("Scope", "SCOPE"),
+    ("IPv6", "IPV6"),
+    ("Internal", "INTERNAL"),
+    ("Labels", "LABELS"),
+    ("CreatedAt", "CREATED AT"),
+];
 
 fn ls(ctx: &Context, a: LsArgs) -> anyhow::Result<i32> {
     let filters = a
@@ -166,38 +200,80 @@ fn ls(ctx: &Context, a: LsArgs) -> anyhow::Result<i32> {
         .iter()
         .map(|f| f.parse::<NetworkFilter>())
         .collect::<Result<Vec<_>, _>>()?;
+    let template = match a.format.as_deref() {
+        None | Some("" | "table") => None,
+        Some(f) => Some(Template::parse(f, LS_FIELDS)?),
+    };
     let list: Vec<NetworkState> = network::networks(&ctx.root)?
         .list()?
         .into_iter()
-        .filter(|n| filters.iter().all(|f| f.matches(n)))
+        .filter(|n| NetworkFilter::matches_all(&filters, n))
         .collect();
+    let id = |n: &NetworkState| {
+        if a.no_trunc {
+            n.id.clone()
+        } else {
+            n.id.get(..12).unwrap_or(&n.id).to_owned()
+        }
+    };
     let mut out = io::stdout().lock();
     if a.quiet {
-        for n in list {
-            writeln!(out, "{}", n.info.name)?;
+        for n in &list {
+            writeln!(out, "{}", id(n))?;
         }
         return Ok(0);
     }
-    let mut rows = vec![["NAME", "DRIVER", "SCOPE", "SUBNET", "GATEWAY"].map(str::to_owned)];
-    rows.extend(list.iter().map(|n| {
-        [
-            n.info.name.clone(),
-            "bridge".to_owned(),
-            "local".to_owned(),
-            n.info.subnet.to_string(),
-            n.info.gateway.to_string(),
-        ]
-    }));
-    let widths: Vec<usize> = (0..5)
-        .map(|c| (rows.iter().map(|r| r[c].len()).max().unwrap_or(0) + 3).max(10))
+    let rows: Vec<Row> = list
+        .iter()
+        .map(|n| {
+            Row::from([
+                ("ID", id(n)),
+                ("Name", n.info.name.clone()),
+                ("Driver", "bridge".to_owned()),
+                ("Scope", "local".to_owned()),
+                ("IPv6", "false".to_owned()),
+                ("Internal", "false".to_owned()),
+                (
+                    "Labels",
+                    n.labels
+                        .iter()
+                        .map(|(k, v)| format!("{k}={v}"))
+                        .collect::<Vec<_>>()
+                        .join(","),
+                ),
+                ("CreatedAt", String::new()),
+            ])
+        })
         .collect();
+    if let Some(t) = template {
+        t.print(&mut out, LS_FIELDS, &rows)?;
+        return Ok(0);
+    }
+    let cols = ["ID", "Name", "Driver", "Scope"];
+    let heads = ["NETWORK ID", "NAME", "DRIVER", "SCOPE"];
+    // docker's tabwriter: columns at least 10 wide, 3 spaces of padding
+    let widths: Vec<usize> = cols
+        .iter()
+        .zip(heads)
+        .map(|(c, h)| {
+            let w = rows.iter().map(|r| r[c].len()).max().unwrap_or(0);
+            (w.max(h.len()) + 3).max(10)
+        })
+        .collect();
+    let line = |cells: Vec<&str>| {
+        let mut s = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            s.push_str(&format!("{c:<w$}", w = widths[i]));
+        }
+        s.trim_end().to_owned()
+    };
+    writeln!(out, "{}", line(heads.to_vec()))?;
     for r in &rows {
-        let line: String = r
-            .iter()
-            .enumerate()
-            .map(|(c, cell)| format!("{cell:<w$}", w = widths[c]))
-            .collect();
-        writeln!(out, "{}", line.trim_end())?;
+        writeln!(
+            out,
+            "{}",
+            line(cols.iter().map(|c| r[c].as_str()).collect())
+        )?;
     }
     Ok(0)
 }
@@ -223,6 +299,7 @@ fn to_json(n: &NetworkState) -> serde_json::Value {
         .collect();
     json!({
         "Name": n.info.name,
+        "Id": n.id,
         "Scope": "local",
         "Driver": "bridge",
         "EnableIPv6": false,
@@ -237,7 +314,7 @@ fn to_json(n: &NetworkState) -> serde_json::Value {
             "com.docker.network.bridge.name": n.info.bridge,
             "com.docker.network.driver.mtu": n.info.mtu.to_string(),
         },
-        "Labels": {},
+        "Labels": n.labels,
     })
 }
 
@@ -312,6 +389,9 @@ pub fn exit_code(e: &anyhow::Error) -> Option<i32> {
     }
     if let Some(n) = e.downcast_ref::<NetworkError>() {
         return Some(n.kind().exit_code());
+    }
+    if let Some(f) = e.downcast_ref::<FormatError>() {
+        return Some(f.kind().exit_code());
     }
     e.downcast_ref::<AddrError>().map(|a| a.kind().exit_code())
 }

@@ -10,6 +10,7 @@ use kontti_engine::volume::{self, Volume, VolumeError, VolumeFilter, Volumes};
 use serde_json::json;
 
 use super::Context;
+use super::format::{Row, Template};
 
 /// `kontti volume ...`.
 #[derive(Subcommand)]
@@ -58,7 +59,21 @@ pub struct LsArgs {
     /// Filter: dangling=true|false, label=KEY[=VALUE], name=PART, driver=local.
     #[arg(long = "filter", short = 'f')]
     filters: Vec<String>,
+    /// Go-template subset ({{.Name}}, {{.Driver}}, {{.Scope}},
+    /// {{.Mountpoint}}, {{.Labels}}, {{json .}}, table ...) or `json`.
+    #[arg(long)]
+    format: Option<String>,
 }
+
+/// `volume ls --format` fields: name in templates, header.
+const LS_FIELDS: &[(&str, &str)] = &[
+    ("Name", "VOLUME NAME"),
+    ("Driver", "DRIVER"),
+    ("Scope", "SCOPE"),
+    ("Mountpoint", "MOUNTPOINT"),
+    ("Labels", "LABELS"),
+    ("CreatedAt", "CREATED AT"),
+];
 
 /// `kontti volume inspect`.
 #[derive(Args)]
@@ -146,6 +161,10 @@ fn ls(vols: &Volumes, a: LsArgs) -> anyhow::Result<i32> {
         .iter()
         .map(|f| f.parse::<VolumeFilter>())
         .collect::<Result<Vec<_>, _>>()?;
+    let template = match a.format.as_deref() {
+        None | Some("" | "table") => None,
+        Some(f) => Some(Template::parse(f, LS_FIELDS)?),
+    };
     let list: Vec<Volume> = vols
         .list()?
         .into_iter()
@@ -155,6 +174,30 @@ fn ls(vols: &Volumes, a: LsArgs) -> anyhow::Result<i32> {
         for v in list {
             println!("{}", v.name);
         }
+        return Ok(0);
+    }
+    if let Some(t) = template {
+        let rows: Vec<Row> = list
+            .iter()
+            .map(|v| {
+                Row::from([
+                    ("Name", v.name.clone()),
+                    ("Driver", "local".to_owned()),
+                    ("Scope", "local".to_owned()),
+                    ("Mountpoint", v.mountpoint.display().to_string()),
+                    (
+                        "Labels",
+                        v.labels
+                            .iter()
+                            .map(|(k, v)| format!("{k}={v}"))
+                            .collect::<Vec<_>>()
+                            .join(","),
+                    ),
+                    ("CreatedAt", v.created.clone()),
+                ])
+            })
+            .collect();
+        t.print(&mut io::stdout().lock(), LS_FIELDS, &rows)?;
         return Ok(0);
     }
     let mut rows = vec![vec!["DRIVER".to_owned(), "VOLUME NAME".to_owned()]];

@@ -88,6 +88,8 @@ pub fn restore(root: &Path) -> Result<Vec<String>, NetError> {
             subnet: Some(state.info.subnet),
             bridge: Some(state.info.bridge.clone()),
             mtu: Some(state.info.mtu),
+            labels: state.labels.clone(),
+            id: (!state.id.is_empty()).then(|| state.id.clone()),
         })?;
         info!(network = %name, "network restored");
         restored.push(name);

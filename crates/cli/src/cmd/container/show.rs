@@ -10,6 +10,20 @@ use kontti_engine::{EngineError, Status};
 use super::{EventsArgs, LogsArgs, PsArgs, StatsArgs, engine};
 use crate::cmd::Context;
 
+/// `ps --format` fields: name in templates, header.
+const PS_FIELDS: &[(&str, &str)] = &[
+    ("ID", "CONTAINER ID"),
+    ("Image", "IMAGE"),
+    ("Command", "COMMAND"),
+    ("CreatedAt", "CREATED AT"),
+    ("RunningFor", "CREATED"),
+    ("Status", "STATUS"),
+    ("State", "STATE"),
+    ("Ports", "PORTS"),
+    ("Names", "NAMES"),
+    ("Labels", "LABELS"),
+];
+
 pub(super) fn ps(ctx: &Context, a: PsArgs) -> anyhow::Result<i32> {
     let e = engine(ctx)?;
     let filters: Vec<Filter> = a
@@ -79,56 +93,14 @@ pub(super) fn ps(ctx: &Context, a: PsArgs) -> anyhow::Result<i32> {
             ),
         ])
     };
-    match a.format.as_deref() {
-        Some("json") => {
-            for r in &recs {
-                writeln!(out, "{}", serde_json::to_string(&row(r))?)?;
-            }
-        }
-        Some(tpl) => {
-            // "table ..." prints a header of the fields' names first, as docker
-            let (tpl, table) = match tpl.strip_prefix("table") {
-                Some(rest) => (rest.trim_start(), true),
-                None => (tpl, false),
-            };
-            let fill = |values: &dyn Fn(&str) -> String| {
-                let mut line = tpl.replace("\\t", "\t").replace("\\n", "\n");
-                for k in [
-                    "ID",
-                    "Image",
-                    "Command",
-                    "CreatedAt",
-                    "RunningFor",
-                    "Status",
-                    "State",
-                    "Ports",
-                    "Names",
-                    "Labels",
-                ] {
-                    line = line.replace(&format!("{{{{.{k}}}}}"), &values(k));
-                }
-                line
-            };
-            if table {
-                writeln!(
-                    out,
-                    "{}",
-                    fill(&|k: &str| match k {
-                        "ID" => "CONTAINER ID".to_owned(),
-                        "RunningFor" => "CREATED".to_owned(),
-                        "CreatedAt" => "CREATED AT".to_owned(),
-                        other => other.to_ascii_uppercase(),
-                    })
-                )?;
-            }
-            for r in &recs {
-                let values = row(r);
-                writeln!(
-                    out,
-                    "{}",
-                    fill(&|k: &str| values.get(k).cloned().unwrap_or_default())
-                )?;
-            }
+    let template = match a.format.as_deref() {
+        None | Some("" | "table") => None,
+        Some(f) => Some(crate::cmd::format::Template::parse(f, PS_FIELDS)?),
+    };
+    match template {
+        Some(t) => {
+            let rows: Vec<_> = recs.iter().map(row).collect();
+            t.print(&mut out, PS_FIELDS, &rows)?;
         }
         None => {
             let rows: Vec<_> = recs.iter().map(row).collect();
