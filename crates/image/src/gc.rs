@@ -120,7 +120,9 @@ impl ContentStore {
         Ok(report)
     }
 
-    fn remove_abandoned_ingests(&self) -> Result<usize> {
+    /// Removes ingests that no process is writing (left by killed writers);
+    /// returns how many.
+    pub fn remove_abandoned_ingests(&self) -> Result<usize> {
         let dir = self.root().join("ingest");
         let rd = fs::read_dir(&dir).map_err(|e| StoreError::io("read directory", &dir, e))?;
         let mut n = 0;

@@ -7,6 +7,7 @@
 //! 1.1 referrers API. Optional TLS and htpasswd (bcrypt) basic auth.
 
 mod error;
+pub mod gc;
 mod handler;
 mod htpasswd;
 pub(crate) mod route;

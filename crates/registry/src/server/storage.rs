@@ -10,6 +10,7 @@
 //! repositories/<name>/_tags/<tag>                  the tagged manifest's digest
 //! repositories/<name>/_referrers/<alg>-<hex>/<alg>-<hex>   a referrer's descriptor (JSON)
 //! uploads/<id>/data, uploads/<id>/repository        staged uploads
+//! registry.lock                                     held shared by a running server
 //! ```
 //! Every metadata write is a temporary file renamed into place, so a reader
 //! sees the old state or the new one. An upload becomes visible only after
@@ -38,6 +39,9 @@ pub struct Storage {
     root: PathBuf,
     blobs: Arc<dyn BlobStore>,
     uploads: Mutex<HashMap<String, UploadState>>,
+    /// `registry.lock`, held shared while the storage is open, so that a
+    /// garbage collection refuses to run under a live server.
+    _lock: fs::File,
 }
 
 /// A stored manifest: its bytes and media type.
@@ -96,14 +100,17 @@ pub(crate) fn random_id() -> String {
 }
 
 impl Storage {
-    /// Opens (creating) storage at `root` with blobs in `blobs`.
+    /// Opens (creating) storage at `root` with blobs in `blobs`. Fails while
+    /// a garbage collection runs on it ([`super::gc`]).
     pub fn open(root: &Path, blobs: Arc<dyn BlobStore>) -> io::Result<Storage> {
         fs::create_dir_all(root.join("repositories"))?;
         fs::create_dir_all(root.join("uploads"))?;
+        let lock = super::gc::lock_shared(root)?;
         Ok(Storage {
             root: root.to_owned(),
             blobs,
             uploads: Mutex::new(HashMap::new()),
+            _lock: lock,
         })
     }
 
