@@ -44,6 +44,91 @@ pub enum PumpEnd {
 /// docker's default detach keys: ctrl-p ctrl-q.
 pub const DEFAULT_DETACH_KEYS: &[u8] = &[0x10, 0x11];
 
+const DETACH_KEYS_HELP: &str =
+    "expected comma-separated keys, each a-z or ctrl- with a-z, @, [, \\, ], ^ or _";
+
+/// Parses docker's detach-keys format: comma-separated keys, each a letter
+/// `a`-`z` (as typed) or `ctrl-X` with X one of `a`-`z`, `@`, `[`, `\`,
+/// `]`, `^`, `_`. `what` names the source in errors (`--detach-keys`, or
+/// the config file).
+pub fn parse_detach_keys(what: &'static str, spec: &str) -> Result<Vec<u8>> {
+    let bad = |reason: String| EngineError::invalid_value(what, spec, reason);
+    let mut keys = Vec::new();
+    for key in spec.split(',') {
+        let code = match key.strip_prefix("ctrl-") {
+            Some(rest) => match rest.as_bytes() {
+                [c @ b'a'..=b'z'] => c - b'a' + 1,
+                [b'@'] => 0,
+                [c @ (b'[' | b'\\' | b']' | b'^' | b'_')] => c - b'@',
+                _ => return Err(bad(format!("unknown key {key:?}: {DETACH_KEYS_HELP}"))),
+            },
+            None => match key.as_bytes() {
+                [c @ b'a'..=b'z'] => *c,
+                _ => return Err(bad(format!("unknown key {key:?}: {DETACH_KEYS_HELP}"))),
+            },
+        };
+        keys.push(code);
+    }
+    Ok(keys)
+}
+
+/// The detach keys to use: `flag` (`--detach-keys`) when given, else the
+/// `detachKeys` of the client config (kontti's own, `$KONTTI_AUTH_FILE` or
+/// `$XDG_CONFIG_HOME/kontti/auth.json`, then docker's
+/// `$DOCKER_CONFIG/config.json` or `~/.docker/config.json`), else ctrl-p
+/// ctrl-q.
+pub fn detach_keys(flag: Option<&str>) -> Result<Vec<u8>> {
+    // docker treats an empty flag as no flag
+    if let Some(f) = flag.filter(|f| !f.is_empty()) {
+        return parse_detach_keys("--detach-keys", f);
+    }
+    for path in client_config_files() {
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(EngineError::io("read", &path, e)),
+        };
+        let doc: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
+            EngineError::invalid_value(
+                "client config",
+                &path.display().to_string(),
+                format!("not JSON: {e}"),
+            )
+        })?;
+        if let Some(spec) = doc.get("detachKeys").and_then(|v| v.as_str()) {
+            return parse_detach_keys("detachKeys", spec).map_err(|e| match e {
+                EngineError::Invalid { value, reason, .. } => EngineError::Invalid {
+                    what: "detachKeys",
+                    value,
+                    reason: format!("{reason} (in {})", path.display()),
+                },
+                other => other,
+            });
+        }
+    }
+    Ok(DEFAULT_DETACH_KEYS.to_vec())
+}
+
+/// kontti's client config, then docker's, where they would be.
+fn client_config_files() -> Vec<std::path::PathBuf> {
+    use std::path::PathBuf;
+    let env = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    let home = env("HOME").unwrap_or_else(|| "/root".into());
+    let own = env("KONTTI_AUTH_FILE").unwrap_or_else(|| {
+        env("XDG_CONFIG_HOME")
+            .unwrap_or_else(|| home.join(".config"))
+            .join("kontti/auth.json")
+    });
+    let docker = env("DOCKER_CONFIG")
+        .unwrap_or_else(|| home.join(".docker"))
+        .join("config.json");
+    vec![own, docker]
+}
+
 /// Copies the container's output to `stdout`/`stderr` and, when `stdin` is
 /// given, forwards it (on a thread) until its end, then closes the
 /// container's stdin. Returns the exit code, or `None` when the supervisor
@@ -164,5 +249,28 @@ impl<F: AsFd> Drop for RawTerminal<F> {
             rustix::termios::OptionalActions::Now,
             &self.saved,
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detach_keys_parse_as_dockers() {
+        let p = |s: &str| parse_detach_keys("--detach-keys", s);
+        assert_eq!(p("ctrl-p,ctrl-q").unwrap(), DEFAULT_DETACH_KEYS);
+        assert_eq!(p("ctrl-x,x").unwrap(), [0x18, b'x']);
+        assert_eq!(
+            p("ctrl-@,ctrl-[,ctrl-\\,ctrl-],ctrl-^,ctrl-_,ctrl-a,ctrl-z").unwrap(),
+            [0, 27, 28, 29, 30, 31, 1, 26]
+        );
+        for bad in [
+            "", "ctrl-", "ctrl-1", "ctrl-P", "X", "ab", "a,,b", "alt-x", "ctrl-p,",
+        ] {
+            let e = p(bad).unwrap_err();
+            assert_eq!(e.kind(), kontti_core::ErrorKind::Invalid, "{bad}");
+            assert!(e.to_string().contains("--detach-keys"), "{e}");
+        }
     }
 }

@@ -103,6 +103,8 @@ pub struct RunArgs {
     #[arg(short = 'd', long)]
     detach: bool,
     #[command(flatten)]
+    keys: args::DetachKeysArg,
+    #[command(flatten)]
     create: CreateArgs,
 }
 
@@ -115,6 +117,8 @@ pub struct StartArgs {
     /// Attach stdin.
     #[arg(short = 'i', long)]
     interactive: bool,
+    #[command(flatten)]
+    keys: args::DetachKeysArg,
     /// Containers.
     #[arg(required = true)]
     containers: Vec<String>,
@@ -186,6 +190,8 @@ pub struct AttachArgs {
     /// Do not forward stdin.
     #[arg(long = "no-stdin")]
     no_stdin: bool,
+    #[command(flatten)]
+    keys: args::DetachKeysArg,
     /// The container.
     container: String,
 }
@@ -202,6 +208,8 @@ pub struct ExecArgs {
     /// Run in the background.
     #[arg(short = 'd', long)]
     detach: bool,
+    #[command(flatten)]
+    keys: args::DetachKeysArg,
     /// User (name or uid, with an optional :group).
     #[arg(short = 'u', long)]
     user: Option<String>,
@@ -400,7 +408,7 @@ fn dispatch(ctx: &Context, cmd: ContainerCommand) -> anyhow::Result<i32> {
                 .into());
             }
             let stdin = rec.options.stdin && !a.no_stdin;
-            attach_and_pump(&e, &rec.id, rec.options.tty, stdin)
+            attach_and_pump(&e, &rec.id, rec.options.tty, stdin, &a.keys.resolve()?)
         }
         ContainerCommand::Exec(a) => exec(ctx, a),
         ContainerCommand::Top(a) => {
@@ -543,6 +551,7 @@ fn create(
 }
 
 fn run_container(ctx: &Context, a: RunArgs) -> anyhow::Result<i32> {
+    let keys = a.keys.resolve()?;
     let e = engine(ctx)?;
     let rec = create(ctx, &e, &a.create, true)?;
     if let Err(err) = e.start(&rec.id, !a.detach) {
@@ -557,7 +566,7 @@ fn run_container(ctx: &Context, a: RunArgs) -> anyhow::Result<i32> {
         println!("{}", rec.id);
         return Ok(0);
     }
-    let code = attach_and_pump(&e, &rec.id, a.create.tty, a.create.interactive)?;
+    let code = attach_and_pump(&e, &rec.id, a.create.tty, a.create.interactive, &keys)?;
     if a.create.rm {
         // docker returns after the removal: do it here rather than wait for
         // the exit command (whichever comes second finds nothing to do)
@@ -580,12 +589,14 @@ fn start(ctx: &Context, a: StartArgs) -> anyhow::Result<i32> {
             )
             .into());
         };
+        let keys = a.keys.resolve()?;
         let rec = e.start(c, true)?;
         return attach_and_pump(
             &e,
             &rec.id,
             rec.options.tty,
             a.interactive && rec.options.stdin,
+            &keys,
         );
     }
     each(&a.containers, |c| {
@@ -595,6 +606,7 @@ fn start(ctx: &Context, a: StartArgs) -> anyhow::Result<i32> {
 }
 
 fn exec(ctx: &Context, a: ExecArgs) -> anyhow::Result<i32> {
+    let keys = a.keys.resolve()?;
     let e = engine(ctx)?;
     let lookup = |k: &str| std::env::var(k).ok();
     let mut env = Vec::new();
@@ -618,7 +630,7 @@ fn exec(ctx: &Context, a: ExecArgs) -> anyhow::Result<i32> {
         drop(client);
         return Ok(0);
     }
-    let end = pump_client(client, a.tty, a.interactive)?;
+    let end = pump_client(client, a.tty, a.interactive, &keys)?;
     if let Ok(rec) = kontti_supervisor::exit::ExitRecord::read(&session.exit_file)
         && let Some(err) = rec.error
     {
@@ -635,10 +647,16 @@ fn exec(ctx: &Context, a: ExecArgs) -> anyhow::Result<i32> {
 
 /// Attaches the local terminal (or pipes) to a container and returns its
 /// exit code.
-fn attach_and_pump(e: &Engine, id: &str, tty: bool, stdin: bool) -> anyhow::Result<i32> {
+fn attach_and_pump(
+    e: &Engine,
+    id: &str,
+    tty: bool,
+    stdin: bool,
+    keys: &[u8],
+) -> anyhow::Result<i32> {
     use kontti_engine::attach::PumpEnd;
     let client = kontti_engine::attach::connect(&e.attach_socket(id))?;
-    match pump_client(client, tty, stdin)? {
+    match pump_client(client, tty, stdin, keys)? {
         PumpEnd::Exited(c) => Ok(c),
         PumpEnd::Detached => {
             eprintln!("\r\nread escape sequence\r");
@@ -649,11 +667,13 @@ fn attach_and_pump(e: &Engine, id: &str, tty: bool, stdin: bool) -> anyhow::Resu
     }
 }
 
-/// Copies between the local terminal (raw with `tty`) and an attach client.
+/// Copies between the local terminal (raw with `tty`) and an attach client;
+/// with `tty`, typing `keys` detaches.
 fn pump_client(
     client: kontti_supervisor::protocol::AttachClient,
     tty: bool,
     stdin: bool,
+    keys: &[u8],
 ) -> anyhow::Result<kontti_engine::attach::PumpEnd> {
     let local_tty = tty && std::io::stdin().is_terminal();
     let _raw = if local_tty && stdin {
@@ -675,8 +695,8 @@ fn pump_client(
     };
     let mut out = std::io::stdout();
     let mut err = std::io::stderr();
-    // ctrl-p ctrl-q detaches from a terminal, as docker
-    let keys = tty.then_some(kontti_engine::attach::DEFAULT_DETACH_KEYS);
+    // the detach keys (ctrl-p ctrl-q unless set) detach from a terminal, as docker
+    let keys = tty.then_some(keys);
     let code = kontti_engine::attach::pump_with_detach(client, input, &mut out, &mut err, keys)?;
     let _ = out.flush();
     drop(_raw);

@@ -12,6 +12,23 @@ use kontti_engine::options::{self as opts, RunOptions, SeccompChoice};
 
 use crate::cmd::Context;
 
+/// `--detach-keys` of `run`, `start`, `attach` and `exec`.
+#[derive(Args, Debug, Clone)]
+pub struct DetachKeysArg {
+    /// Keys that detach from the container: comma-separated a-z or
+    /// ctrl-<a-z, @, [, \\, ], ^, _> (default: the client config's
+    /// detachKeys, else ctrl-p,ctrl-q).
+    #[arg(long = "detach-keys", value_name = "KEYS")]
+    pub(super) detach_keys: Option<String>,
+}
+
+impl DetachKeysArg {
+    /// The key codes, from the flag, the client config or the default.
+    pub(super) fn resolve(&self) -> Result<Vec<u8>, EngineError> {
+        kontti_engine::attach::detach_keys(self.detach_keys.as_deref())
+    }
+}
+
 /// The flags of `create` (and `run`).
 #[derive(Args, Debug, Clone)]
 pub struct CreateArgs {
