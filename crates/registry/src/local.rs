@@ -140,6 +140,7 @@ pub async fn pull_and_unpack(
         Arc::from(kontti_image::snapshot::open_default(state_root)?);
     let unpacking = Arc::new(Unpacking {
         store: blobs.store().clone(),
+        blobs: blobs.clone(),
         snapshotter,
         state: Mutex::new(None),
     });
@@ -189,6 +190,8 @@ pub async fn pull_and_unpack(
 /// pull has the config, and hands it each layer as it arrives.
 struct Unpacking {
     store: kontti_image::ContentStore,
+    /// Whose lease holds the layer snapshots until the image is named.
+    blobs: Arc<ContentBlobs>,
     snapshotter: Arc<dyn kontti_image::snapshot::Snapshotter>,
     state: Mutex<Option<Result<kontti_image::rootfs::LayerUnpacker, LocalError>>>,
 }
@@ -219,6 +222,10 @@ impl Unpacking {
                 },
             ));
         }
+        // Before the unpacker looks for unpacked layers, so that a prune
+        // cannot take one it decides to reuse.
+        self.store
+            .protect_layer_snapshots(self.blobs.lease(), diff_ids)?;
         let layers: Vec<(Digest, Digest)> = pulled
             .layers
             .iter()
