@@ -38,6 +38,9 @@ pub struct ExecSession {
     pub exit_file: PathBuf,
     /// The exec's directory (process.json, exit.json).
     pub dir: PathBuf,
+    /// The exec supervisor's pid, which leads the process group of the
+    /// process and its children (0 when unknown).
+    pub supervisor_pid: i32,
 }
 
 impl ExecSession {
@@ -123,10 +126,11 @@ impl Engine {
             path: process_file.clone(),
             reason: e.to_string(),
         })?;
-        let session = ExecSession {
+        let mut session = ExecSession {
             socket: self.short_dir_of(&id)?.join(format!("exec-{exec_id}.sock")),
             exit_file: exec_dir.join("exit.json"),
             dir: exec_dir,
+            supervisor_pid: 0,
         };
         let r = std::fs::write(&process_file, bytes)
             .map_err(|e| EngineError::io("write", &process_file, e))
@@ -147,7 +151,10 @@ impl Engine {
                     .map_err(|e| EngineError::Supervisor(e.to_string()))
             });
         match r {
-            Ok(_) => Ok(session),
+            Ok(ready) => {
+                session.supervisor_pid = ready.supervisor_pid;
+                Ok(session)
+            }
             Err(e) => {
                 session.remove();
                 Err(e)

@@ -254,11 +254,100 @@ impl Engine {
                 -1,
                 format!("health check ended without an exit code: {r:?}"),
             ),
-            Err(_) => (-1, format!("health check timed out after {timeout:?}")),
+            Err(_) => {
+                // the check and whatever it started in the container go;
+                // its supervisor then reaps them and ends
+                kill_check(session.supervisor_pid);
+                let _ = rx.recv_timeout(Duration::from_secs(2));
+                (
+                    -1,
+                    format!("Health check exceeded timeout ({})", go_duration(timeout)),
+                )
+            }
         };
         let _ = std::io::stderr().flush();
         session.remove();
         r
+    }
+}
+
+/// Kills a timed-out check: its exec supervisor leads a process group
+/// (it called `setsid`) that the check process and the children it starts
+/// in the container belong to. Every member but the supervisor is killed,
+/// so that the supervisor, their subreaper, reaps them and ends as after
+/// any exit (killed with them, it would leave them to the host's init).
+/// Only a group whose leader is still that supervisor is touched.
+fn kill_check(supervisor_pid: i32) {
+    if supervisor_pid <= 0 || process_group_of(supervisor_pid) != Some(supervisor_pid) {
+        return;
+    }
+    let is_supervisor = std::fs::read(format!("/proc/{supervisor_pid}/cmdline"))
+        .is_ok_and(|c| c.windows(17).any(|w| w == b"kontti-supervisor"));
+    if !is_supervisor {
+        return;
+    }
+    // a member may fork while we look: look again until none is left
+    for _ in 0..50 {
+        let members = group_members(supervisor_pid);
+        if members.is_empty() {
+            return;
+        }
+        for m in members {
+            if let Some(pid) = rustix::process::Pid::from_raw(m)
+                && let Err(e) = rustix::process::kill_process(pid, rustix::process::Signal::KILL)
+                && e != rustix::io::Errno::SRCH
+            {
+                tracing::warn!(error = %e, pid = m, "kill a timed-out health check");
+            }
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    tracing::warn!(
+        pgid = supervisor_pid,
+        "a timed-out health check keeps forking"
+    );
+}
+
+/// The live processes of group `pgid` other than its leader.
+fn group_members(pgid: i32) -> Vec<i32> {
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    rd.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|p| *p != pgid && process_group_of(*p) == Some(pgid))
+        .collect()
+}
+
+/// The process group of `pid` (field 5 of `/proc/<pid>/stat`).
+fn process_group_of(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let mut fields = stat[stat.rfind(')')? + 1..].split_whitespace();
+    // a zombie is dead already (its group id stays until it is reaped)
+    if fields.next()? == "Z" {
+        return None;
+    }
+    fields.nth(1)?.parse().ok()
+}
+
+/// A duration as Go prints it (`1s`, `1.5s`, `500ms`, `2m0s`), as docker's
+/// health messages show it.
+fn go_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        return format!("{ms}ms");
+    }
+    let (m, rest) = (ms / 60_000, ms % 60_000);
+    let secs = if rest % 1000 == 0 {
+        format!("{}s", rest / 1000)
+    } else {
+        let s = format!("{}.{:03}", rest / 1000, rest % 1000);
+        format!("{}s", s.trim_end_matches('0'))
+    };
+    match (m / 60, m % 60) {
+        (0, 0) => secs,
+        (0, m) => format!("{m}m{secs}"),
+        (h, m) => format!("{h}h{m}m{secs}"),
     }
 }
 
@@ -303,5 +392,16 @@ mod tests {
             200
         );
         assert!(crate::options::parse_duration_ms("x", "soon").is_err());
+    }
+
+    #[test]
+    fn durations_print_as_go_prints_them() {
+        let ms = Duration::from_millis;
+        assert_eq!(go_duration(ms(1000)), "1s");
+        assert_eq!(go_duration(ms(1500)), "1.5s");
+        assert_eq!(go_duration(ms(500)), "500ms");
+        assert_eq!(go_duration(ms(120_000)), "2m0s");
+        assert_eq!(go_duration(ms(3_725_250)), "1h2m5.25s");
+        assert!(process_group_of(std::process::id() as i32).is_some());
     }
 }
