@@ -232,6 +232,15 @@ fn network_ls_ids_formats_filters_and_id_prefixes() {
             serde_json::from_str(&ok(r, &["network", "inspect", &back[..8]])).unwrap();
         assert_eq!(v[0]["Name"], "back");
         assert_eq!(v[0]["Labels"]["env"], "dev");
+        let created = v[0]["Created"].as_str().unwrap().to_owned();
+        assert!(
+            created.starts_with("20") && created.ends_with('Z'),
+            "{created}"
+        );
+        assert_eq!(
+            fmt("{{.CreatedAt}}", &["-f", "name=back"]),
+            format!("{created}\n")
+        );
 
         // bad input: one line, a non-zero exit, nothing changed
         fails(

@@ -111,6 +111,76 @@ mod tests {
         assert!(!a[..12].bytes().all(|c| c.is_ascii_digit()));
     }
 
+    /// Writes `name`'s state file as `create` would (without touching the
+    /// host), with `id` ("" for state written before ids existed).
+    fn store(dir: &std::path::Path, name: &str, id: &str) {
+        let net = dir.join("networks").join(name);
+        std::fs::create_dir_all(&net).unwrap();
+        let mut v = serde_json::json!({
+            "info": {"name": name, "bridge": "kt0", "subnet": "10.9.0.0/24",
+                     "gateway": "10.9.0.1", "mtu": 1500},
+            "dns_pid": null, "endpoints": {},
+        });
+        if !id.is_empty() {
+            v["id"] = id.into();
+        }
+        std::fs::write(net.join("network.json"), v.to_string()).unwrap();
+    }
+
+    #[test]
+    fn networks_are_found_by_name_id_and_unique_prefix() {
+        let dir = tempfile::tempdir().unwrap();
+        let nets = Networks::new(crate::NetConfig::new(dir.path()));
+        let (a, b) = (
+            format!("ab1{}", "0".repeat(61)),
+            format!("ab2{}", "1".repeat(61)),
+        );
+        store(dir.path(), "front", &a);
+        store(dir.path(), "back", &b);
+        // a name that is also hex wins over an id prefix
+        store(dir.path(), "ab", &format!("cd{}", "2".repeat(62)));
+        let name = |k: &str| nets.inspect(k).map(|s| s.info.name);
+        assert_eq!(name("front").unwrap(), "front");
+        assert_eq!(name(&a).unwrap(), "front");
+        assert_eq!(name("AB1").unwrap(), "front");
+        assert_eq!(name("ab2").unwrap(), "back");
+        assert_eq!(name("ab").unwrap(), "ab");
+        assert_eq!(name("cd").unwrap(), "ab");
+        let e = nets.inspect("a").unwrap_err();
+        assert_eq!(e.to_string(), "multiple networks found with prefix: a");
+        assert_eq!(e.kind(), kontti_core::ErrorKind::Invalid);
+        let e = nets.inspect("ef").unwrap_err();
+        assert_eq!(e.to_string(), "network ef not found");
+        assert!(matches!(
+            nets.inspect("no/such"),
+            Err(NetworkError::InvalidName(_))
+        ));
+    }
+
+    #[test]
+    fn networks_without_an_id_get_one_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let nets = Networks::new(crate::NetConfig::new(dir.path()));
+        store(dir.path(), "old", "");
+        store(dir.path(), "new", &format!("ee{}", "3".repeat(62)));
+        let first = nets.list().unwrap();
+        let old = first.iter().find(|n| n.info.name == "old").unwrap();
+        assert_eq!(old.id.len(), 64);
+        // persisted: the same id from every later read
+        assert_eq!(nets.inspect("old").unwrap().id, old.id);
+        assert_eq!(nets.inspect(&old.id[..10]).unwrap().info.name, "old");
+        let again = nets.list().unwrap();
+        assert_eq!(first, again);
+        // a network of the old kind read by inspect first
+        store(dir.path(), "older", "");
+        let id = nets.inspect("older").unwrap().id;
+        let listed = nets.list().unwrap();
+        assert_eq!(
+            listed.iter().find(|n| n.info.name == "older").unwrap().id,
+            id
+        );
+    }
+
     #[test]
     fn only_hex_can_be_an_id_prefix() {
         assert!(id_like("abc123"));

@@ -194,6 +194,8 @@ pub struct NetworkSpec {
     /// The id to keep (a network re-created on restore); `None` draws a
     /// new random one.
     pub id: Option<String>,
+    /// The creation time to keep (Unix seconds); `None` is now.
+    pub created: Option<u64>,
 }
 
 /// A connected container.
@@ -223,6 +225,10 @@ pub struct NetworkState {
     /// User labels.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// When it was created, Unix seconds (`None` in state written before
+    /// networks kept it).
+    #[serde(default)]
+    pub created: Option<u64>,
     /// The DNS responder's pid, when one runs.
     pub dns_pid: Option<u32>,
     /// Endpoints by container id.
@@ -475,6 +481,12 @@ impl Networks {
             id,
             info,
             labels: spec.labels.clone(),
+            created: spec.created.or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .ok()
+                    .map(|d| d.as_secs())
+            }),
             dns_pid: None,
             endpoints: BTreeMap::new(),
         };

@@ -241,7 +241,7 @@ fn ls(ctx: &Context, a: LsArgs) -> anyhow::Result<i32> {
                         .collect::<Vec<_>>()
                         .join(","),
                 ),
-                ("CreatedAt", String::new()),
+                ("CreatedAt", created(n)),
             ])
         })
         .collect();
@@ -278,6 +278,15 @@ fn ls(ctx: &Context, a: LsArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
+/// When `n` was created, RFC 3339 (docker's zero time for networks stored
+/// before kontti kept it).
+fn created(n: &NetworkState) -> String {
+    n.created.map_or_else(
+        || "0001-01-01T00:00:00Z".to_owned(),
+        |t| kontti_image::time::format_rfc3339(i64::try_from(t).unwrap_or(i64::MAX)),
+    )
+}
+
 fn to_json(n: &NetworkState) -> serde_json::Value {
     let containers: serde_json::Map<String, serde_json::Value> = n
         .endpoints
@@ -300,6 +309,7 @@ fn to_json(n: &NetworkState) -> serde_json::Value {
     json!({
         "Name": n.info.name,
         "Id": n.id,
+        "Created": created(n),
         "Scope": "local",
         "Driver": "bridge",
         "EnableIPv6": false,

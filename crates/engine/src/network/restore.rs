@@ -90,6 +90,7 @@ pub fn restore(root: &Path) -> Result<Vec<String>, NetError> {
             mtu: Some(state.info.mtu),
             labels: state.labels.clone(),
             id: (!state.id.is_empty()).then(|| state.id.clone()),
+            created: state.created,
         })?;
         info!(network = %name, "network restored");
         restored.push(name);
