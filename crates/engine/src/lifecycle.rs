@@ -176,16 +176,9 @@ impl Engine {
             volumes: Vec::new(),
             armed: true,
         };
-        // A lease holds the image's layers from here until the container's
-        // snapshot sits on them, so a concurrent prune cannot take them.
-        let lease = store
-            .lease("create")
-            .map_err(kontti_image::rootfs::RootfsError::from)?;
-        store
-            .protect_image(&lease, &found.image)
-            .map_err(kontti_image::rootfs::RootfsError::from)?;
+        // Leases the image's layers until the container's snapshot sits on
+        // them, so a concurrent prune cannot take them in between.
         let mounts = kontti_image::rootfs::prepare_rootfs(&store, &found.image, sn.as_ref(), &key)?;
-        drop(lease);
         undo.snapshot = Some(key.clone());
         let rootfs = self.rootfs(&id);
         snapshot::mount::mount_all(&mounts, &rootfs)

@@ -559,13 +559,17 @@ impl<R: Read> Read for Cancellable<'_, R> {
 }
 
 /// Unpacks the image as needed and prepares active snapshot `key` on top of
-/// it: the container's root filesystem, returned as mounts.
+/// it: the container's root filesystem, returned as mounts. A lease holds
+/// the image's layers until `key` sits on them, so a concurrent prune or
+/// `rmi` cannot take them in between.
 pub fn prepare_rootfs(
     store: &ContentStore,
     image: &Image,
     snapshotter: &dyn Snapshotter,
     key: &str,
 ) -> Result<Vec<Mount>, RootfsError> {
+    let lease = store.lease("rootfs")?;
+    store.protect_image(&lease, image)?;
     let report = unpack_image(store, image, snapshotter)?;
     Ok(snapshotter.prepare(key, report.top.as_deref())?)
 }
