@@ -11,8 +11,11 @@
 # shares 4 of the 5 layers, pulled after the first.
 # Prints a markdown table. Needs root, docker-registry, podman, skopeo, umoci,
 # python3. Environment: KONTTI (binary; default: cargo build --release),
-# RUNS (default 3), WORK (scratch directory; default under /var/tmp),
-# KEEP_WORK=1 (keep it), ONLY_IMAGES=1 (build the images and stop).
+# KONTTI_BASELINE (a second kontti binary, e.g. an older build, measured in
+# the same runs as another row), RUNS (default 3), WORK (scratch directory;
+# default under /var/tmp), KEEP_WORK=1 (keep it), ONLY_IMAGES=1 (build the
+# images and stop), REUSE_IMAGES=1 (with WORK and KEEP_WORK: use the images
+# an earlier run left in WORK).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,6 +25,8 @@ if [ -z "${KONTTI:-}" ]; then
     KONTTI=target/release/kontti
 fi
 KONTTI=$(realpath "$KONTTI")
+BASELINE=
+[ -z "${KONTTI_BASELINE:-}" ] || BASELINE=$(realpath "$KONTTI_BASELINE")
 WORK=${WORK:-$(mktemp -d /var/tmp/kontti-bench.XXXXXX)}
 mkdir -p "$WORK"
 REG_PID=
@@ -136,6 +141,7 @@ median_wall() { sort -n "$WORK/$1" | awk '{w[NR]=$1} END {print w[int((NR+1)/2)]
 max_rss_mb() { awk '{if ($2>m) m=$2} END {printf "%.1f", m/1024}' "$WORK/$1"; }
 
 pull_kontti() { timed kontti "$KONTTI" --root "$WORK/k$1" pull -q "$REF"; }
+pull_baseline() { timed baseline "$BASELINE" --root "$WORK/b$1" pull -q "$REF"; }
 pull_podman() {
     timed podman podman --root "$WORK/p$1/root" --runroot "$WORK/p$1/run" --storage-driver overlay \
         pull -q --tls-verify=false "$REF"
@@ -148,8 +154,14 @@ pull_skopeo_umoci() {
         awk '{printf "%.2f %d\n", $1+$3, ($2>$4?$2:$4)}' >>"$WORK/skopeo+umoci"
 }
 
-log "generating images in $WORK"
-build_images
+if [ -n "${REUSE_IMAGES:-}" ] && [ -f "$WORK/layout/index.json" ]; then
+    log "reusing the images in $WORK"
+    rm -rf "$WORK"/k[0-9]* "$WORK"/b[0-9]* "$WORK"/p[0-9]* "$WORK"/s[0-9]* "$WORK/registry-data"
+    rm -f "$WORK/kontti" "$WORK/baseline" "$WORK/podman" "$WORK/skopeo" "$WORK/umoci" "$WORK/skopeo+umoci"
+else
+    log "generating images in $WORK"
+    build_images
+fi
 [ -z "${ONLY_IMAGES:-}" ] || exit 0
 start_registry
 REF=127.0.0.1:$PORT/bench/img:v1
@@ -169,13 +181,15 @@ PY
 UNCOMP=$(umoci unpack --image "$WORK/layout:img" "$WORK/size-bundle" >/dev/null && du -s --apparent-size -B1 "$WORK/size-bundle/rootfs" | cut -f1)
 rm -rf "$WORK/size-bundle"
 
+START_LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
 for i in $(seq "$RUNS"); do
-    log "run $i/$RUNS"
+    log "run $i/$RUNS (load average $(cut -d' ' -f1-3 /proc/loadavg))"
     pull_kontti "$i"
+    [ -z "$BASELINE" ] || pull_baseline "$i"
     pull_podman "$i"
     pull_skopeo_umoci "$i"
     if [ "$i" -lt "$RUNS" ]; then
-        rm -rf "$WORK/k$i" "$WORK/p$i" "$WORK/s$i" "$WORK/s$i-bundle"
+        rm -rf "$WORK/k$i" "$WORK/b$i" "$WORK/p$i" "$WORK/s$i" "$WORK/s$i-bundle"
     fi
 done
 
@@ -195,12 +209,18 @@ K=$(median_wall kontti)
 P=$(median_wall podman)
 S=$(median_wall skopeo+umoci)
 echo "kontti runs: $(cut -d' ' -f1 "$WORK/kontti" | paste -sd' '); podman runs: $(cut -d' ' -f1 "$WORK/podman" | paste -sd' ')"
+[ -z "$BASELINE" ] || echo "baseline runs: $(cut -d' ' -f1 "$WORK/baseline" | paste -sd' ')"
+echo "load average at the start: $START_LOAD; at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
 echo "Image: $SIZE_MB, $(awk -v b="$UNCOMP" 'BEGIN {printf "%.1f", b/1e6}') MB uncompressed; registry: docker-registry on loopback; $RUNS runs, median wall time."
 echo
 echo "| client | wall time (s) | peak RSS (MB) | speed vs podman |"
 echo "|---|---|---|---|"
 echo "| kontti pull | $K | $(max_rss_mb kontti) | $(awk -v a="$P" -v b="$K" 'BEGIN {printf "%.2fx", a/b}') |"
+if [ -n "$BASELINE" ]; then
+    B=$(median_wall baseline)
+    echo "| kontti pull (baseline binary) | $B | $(max_rss_mb baseline) | $(awk -v a="$P" -v b="$B" 'BEGIN {printf "%.2fx", a/b}') |"
+fi
 echo "| podman pull | $P | $(max_rss_mb podman) | 1.00x |"
 echo "| skopeo copy + umoci unpack | $S | $(max_rss_mb skopeo+umoci) | $(awk -v a="$P" -v b="$S" 'BEGIN {printf "%.2fx", a/b}') |"
 echo
