@@ -358,6 +358,24 @@ fn network_ids_and_prefixes_work_for_run_connect_and_disconnect() {
         let n: serde_json::Value =
             serde_json::from_str(&ok(&r, &["network", "inspect", "one"])).unwrap();
         assert!(n[0]["Containers"].get(&c).is_some(), "{n:#}");
+        // the container records the network's name, resolved at create
+        assert_eq!(k.inspect("c1")["HostConfig"]["NetworkMode"], "one");
+        // a network that does not exist is refused at create: nothing made
+        let out = k.run(&[
+            "run",
+            "-d",
+            "--name",
+            "c2",
+            "--network",
+            "nosuch",
+            "--cgroup-parent",
+            &cg,
+            "busybox",
+        ]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(125), "{err}");
+        assert_eq!(err.trim(), "kontti: network nosuch not found");
+        assert_eq!(k.ok(&["ps", "-a", "--format", "{{.Names}}"]), "c1\n");
         // dangling: only the network with no container
         assert_eq!(
             ok(
@@ -402,6 +420,7 @@ fn network_ids_and_prefixes_work_for_run_connect_and_disconnect() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(125), "{err}");
         assert!(err.contains(ambiguous), "{err}");
+        assert_eq!(k.ok(&["ps", "-a", "--format", "{{.Names}}"]), "c1\n");
 
         k.ok(&["rm", "-f", "c1"]);
         ok(&r, &["network", "rm", "fedc1", "fedc2"]);

@@ -134,6 +134,7 @@ impl Engine {
             return Err(EngineError::BadName(n.clone()));
         }
         let mode: NetworkMode = req.options.network.as_deref().unwrap_or("bridge").parse()?;
+        let mode = network::resolve_mode(&self.root, mode)?;
         let store = ContentStore::open(kontti_image::content_dir(&self.root))
             .map_err(kontti_image::ImageError::from)?;
         let found = kontti_image::local::find(&store, &req.image)?;
@@ -225,6 +226,9 @@ impl Engine {
         }
 
         let mut options = req.options.clone();
+        if let NetworkMode::Network(name) = &mode {
+            options.network = Some(name.clone()); // resolved from an id or prefix
+        }
         options.health = crate::health::effective(
             req.options.health.as_ref(),
             req.options.no_healthcheck,
@@ -420,7 +424,6 @@ impl Engine {
                 rec.state.oom_killed = false;
                 self.containers.save(rec)?;
                 crate::events::record(&self.root, rec, "start", &[]);
-                self.spawn_health_loop(rec);
                 tracing::info!(pid, "started");
                 Ok(())
             }
@@ -507,6 +510,10 @@ impl Engine {
         if let Some((prog, args)) = &self.exit_command {
             cmd.exit_command = Some(prog.clone());
             cmd.exit_command_args = args.iter().cloned().chain([id.clone()]).collect();
+        }
+        if let Some((program, args, interval_ms)) = self.health_timer(rec) {
+            cmd.health_command = Some((program, args));
+            cmd.health_interval_ms = interval_ms;
         }
         let ready = cmd.spawn().map_err(classify_spawn_error)?;
         Ok(ready.pid)

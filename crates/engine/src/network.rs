@@ -328,6 +328,20 @@ impl NetworkFilter {
     }
 }
 
+/// `mode` with a user network named by its name: an id or id prefix given
+/// to `--network` is resolved when the container is created (so a network
+/// made later whose id shares the prefix does not change which one it
+/// joins), and a network that does not exist is refused then. Other modes
+/// are returned as they are.
+pub fn resolve_mode(root: &Path, mode: NetworkMode) -> Result<NetworkMode> {
+    match mode {
+        NetworkMode::Network(key) => Ok(NetworkMode::Network(
+            networks(root)?.inspect(&key)?.info.name,
+        )),
+        other => Ok(other),
+    }
+}
+
 /// The networks of `root`, configured from its settings.
 pub fn networks(root: &Path) -> Result<Networks> {
     Ok(Networks::new(Settings::load(root)?.net_config(root)))
