@@ -129,6 +129,51 @@ fn client_config_files() -> Vec<std::path::PathBuf> {
     vec![own, docker]
 }
 
+/// Finds the detach keys in a stream of input: bytes that may start them
+/// are held back until they do not (then passed on) or they complete.
+#[derive(Debug, Clone)]
+pub struct DetachMatcher {
+    keys: Vec<u8>,
+    /// How many bytes of `keys` the input ends with, held back.
+    held: usize,
+}
+
+impl DetachMatcher {
+    /// A matcher of `keys` (empty: never detaches).
+    pub fn new(keys: &[u8]) -> DetachMatcher {
+        DetachMatcher {
+            keys: keys.to_vec(),
+            held: 0,
+        }
+    }
+
+    /// Appends to `out` what of `input` goes to the container; returns
+    /// true when the keys were typed (`out` then holds what came before).
+    pub fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) -> bool {
+        for &b in input {
+            if self.keys.is_empty() {
+                out.push(b);
+                continue;
+            }
+            if b != self.keys[self.held] && self.held > 0 {
+                // not the keys after all: pass the held bytes on, and see
+                // whether this one starts them again
+                out.extend_from_slice(&self.keys[..self.held]);
+                self.held = 0;
+            }
+            if b == self.keys[self.held] {
+                self.held += 1;
+                if self.held == self.keys.len() {
+                    return true;
+                }
+            } else {
+                out.push(b);
+            }
+        }
+        false
+    }
+}
+
 /// Copies the container's output to `stdout`/`stderr` and, when `stdin` is
 /// given, forwards it (on a thread) until its end, then closes the
 /// container's stdin. Returns the exit code, or `None` when the supervisor
@@ -157,11 +202,10 @@ pub fn pump_with_detach(
     let detached = Arc::new(AtomicBool::new(false));
     if let Some(mut input) = stdin {
         let mut tx = client.try_clone()?;
-        let keys: Vec<u8> = detach_keys.unwrap_or_default().to_vec();
+        let mut matcher = DetachMatcher::new(detach_keys.unwrap_or_default());
         let flag = detached.clone();
         std::thread::spawn(move || {
             let mut buf = [0u8; 8192];
-            let mut held = 0usize; // bytes of `keys` matched so far
             loop {
                 let n = match input.read(&mut buf) {
                     Ok(0) => break,
@@ -169,23 +213,14 @@ pub fn pump_with_detach(
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                     Err(_) => break,
                 };
-                let mut out = Vec::with_capacity(n + keys.len());
-                for &b in &buf[..n] {
-                    if !keys.is_empty() && b == keys[held] {
-                        held += 1;
-                        if held == keys.len() {
-                            if !out.is_empty() {
-                                let _ = tx.send_stdin(&out);
-                            }
-                            flag.store(true, Ordering::SeqCst);
-                            let _ = tx.stream().shutdown(Shutdown::Both);
-                            return;
-                        }
-                        continue;
+                let mut out = Vec::with_capacity(n + 8);
+                if matcher.feed(&buf[..n], &mut out) {
+                    if !out.is_empty() {
+                        let _ = tx.send_stdin(&out);
                     }
-                    out.extend_from_slice(&keys[..held]);
-                    held = 0;
-                    out.push(b);
+                    flag.store(true, Ordering::SeqCst);
+                    let _ = tx.stream().shutdown(Shutdown::Both);
+                    return;
                 }
                 if !out.is_empty() && tx.send_stdin(&out).is_err() {
                     return;
@@ -255,6 +290,36 @@ impl<F: AsFd> Drop for RawTerminal<F> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn detach_keys_are_found_in_the_input_stream() {
+        let run = |keys: &[u8], chunks: &[&[u8]]| {
+            let mut m = DetachMatcher::new(keys);
+            let mut out = Vec::new();
+            for c in chunks {
+                if m.feed(c, &mut out) {
+                    return (out, true);
+                }
+            }
+            (out, false)
+        };
+        let keys = [0x18, b'x']; // ctrl-x,x
+        assert_eq!(run(&keys, &[b"ab\x18x"]), (b"ab".to_vec(), true));
+        assert_eq!(run(&keys, &[b"a\x18", b"xrest"]), (b"a".to_vec(), true));
+        assert_eq!(run(&keys, &[b"\x18y"]), (b"\x18y".to_vec(), false));
+        assert_eq!(run(&keys, &[b"\x18\x18x"]), (b"\x18".to_vec(), true));
+        assert_eq!(
+            run(&keys, &[b"xx\x10\x11"]),
+            (b"xx\x10\x11".to_vec(), false)
+        );
+        // a held prefix stays held until it is decided
+        assert_eq!(run(&keys, &[b"a\x18"]), (b"a".to_vec(), false));
+        assert_eq!(run(&[], &[b"\x10\x11"]), (b"\x10\x11".to_vec(), false));
+        assert_eq!(
+            run(DEFAULT_DETACH_KEYS, &[b"\x10", b"\x11"]),
+            (Vec::new(), true)
+        );
+    }
 
     #[test]
     fn detach_keys_parse_as_dockers() {
