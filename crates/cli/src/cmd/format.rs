@@ -58,6 +58,20 @@ pub struct Template {
     table: bool,
 }
 
+/// Whether `format` asks for the command's own table (no format, or
+/// `table` alone).
+pub fn is_default(format: Option<&str>) -> bool {
+    match format {
+        None => true,
+        Some(f) => {
+            let f = f.trim_matches(' ');
+            f.is_empty()
+                || f.strip_prefix("table")
+                    .is_some_and(|r| r.trim_matches(' ').is_empty())
+        }
+    }
+}
+
 /// One row: field name to its text.
 pub type Row = BTreeMap<&'static str, String>;
 
@@ -77,11 +91,10 @@ impl Template {
             template: format.to_owned(),
             reason,
         };
+        // as docker: any "table" prefix, then the rest without its spaces
         let (body, table) = match format.strip_prefix("table") {
-            Some(rest) if rest.is_empty() || rest.starts_with(char::is_whitespace) => {
-                (rest.trim_start(), true)
-            }
-            _ => (format, false),
+            Some(rest) => (rest.trim_matches(' '), true),
+            None => (format, false),
         };
         let body = body.replace("\\t", "\t").replace("\\n", "\n");
         let field = |name: &str| {
@@ -201,7 +214,10 @@ mod tests {
         assert_eq!(out("{{json .}}"), "{\"ID\":\"abc\",\"Name\":\"front\"}\n");
         assert_eq!(out("json"), "{\"ID\":\"abc\",\"Name\":\"front\"}\n");
         assert_eq!(out("{{json .Name}}"), "\"front\"\n");
-        assert_eq!(out("tablet {{.Name}}"), "tablet front\n");
+        assert_eq!(out("table{{.Name}}"), "NAME\nfront\n");
+        assert_eq!(out("name: {{.Name}}"), "name: front\n");
+        assert!(is_default(None) && is_default(Some("table")) && is_default(Some(" table ")));
+        assert!(!is_default(Some("json")) && !is_default(Some("table {{.ID}}")));
     }
 
     #[test]

@@ -201,8 +201,9 @@ fn ls(ctx: &Context, a: LsArgs) -> anyhow::Result<i32> {
         .map(|f| f.parse::<NetworkFilter>())
         .collect::<Result<Vec<_>, _>>()?;
     let template = match a.format.as_deref() {
-        None | Some("" | "table") => None,
+        f if super::format::is_default(f) => None,
         Some(f) => Some(Template::parse(f, LS_FIELDS)?),
+        None => None,
     };
     let list: Vec<NetworkState> = network::networks(&ctx.root)?
         .list()?

@@ -162,8 +162,9 @@ fn ls(vols: &Volumes, a: LsArgs) -> anyhow::Result<i32> {
         .map(|f| f.parse::<VolumeFilter>())
         .collect::<Result<Vec<_>, _>>()?;
     let template = match a.format.as_deref() {
-        None | Some("" | "table") => None,
+        f if super::format::is_default(f) => None,
         Some(f) => Some(Template::parse(f, LS_FIELDS)?),
+        None => None,
     };
     let list: Vec<Volume> = vols
         .list()?

@@ -94,8 +94,9 @@ pub(super) fn ps(ctx: &Context, a: PsArgs) -> anyhow::Result<i32> {
         ])
     };
     let template = match a.format.as_deref() {
-        None | Some("" | "table") => None,
+        f if crate::cmd::format::is_default(f) => None,
         Some(f) => Some(crate::cmd::format::Template::parse(f, PS_FIELDS)?),
+        None => None,
     };
     match template {
         Some(t) => {
