@@ -117,3 +117,156 @@ fn a_check_over_its_timeout_is_killed_and_counts_as_a_failure() {
     drop(cleanup);
     k.finish();
 }
+
+/// The processes of the test's state root other than supervisors and the
+/// one-shot checks they start: a health check costs no process of its own.
+fn long_lived_helpers(k: &Kontti) -> Vec<String> {
+    let root = k.root().display().to_string();
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !name.bytes().all(|b| b.is_ascii_digit()) || name == std::process::id().to_string() {
+            continue;
+        }
+        let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        if cmd.contains(&root)
+            && !cmd.contains("kontti-supervisor")
+            && !cmd.contains("container health-check")
+        {
+            out.push(format!("{name}: {cmd}"));
+        }
+    }
+    out
+}
+
+#[test]
+fn start_period_no_healthcheck_ps_status_and_health_status_events() {
+    let k = Kontti::new();
+    let cleanup = Cleanup(&k);
+    let t0 = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        .to_string();
+    // an image with a HEALTHCHECK that always fails
+    let ctx = k.dir.path().join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox\nHEALTHCHECK --interval=200ms --retries=1 CMD false\n",
+    )
+    .unwrap();
+    k.ok(&[
+        "build",
+        "--progress=plain",
+        "-t",
+        "sick",
+        ctx.to_str().unwrap(),
+    ]);
+    let cg = k.cgroup_parent.clone();
+    let run = |name: &str, flags: &[&str], image: &str| {
+        let mut a = vec![
+            "run",
+            "-d",
+            "--network",
+            "none",
+            "--cgroup-parent",
+            &cg,
+            "--name",
+            name,
+        ];
+        a.extend_from_slice(flags);
+        a.extend_from_slice(&[image, "sleep", "60"]);
+        k.ok(&a);
+    };
+    run("off", &["--no-healthcheck"], "sick");
+    run("img", &[], "sick");
+    run(
+        "grace",
+        &[
+            "--health-cmd",
+            "false",
+            "--health-interval",
+            "200ms",
+            "--health-retries",
+            "1",
+            "--health-start-period",
+            "3s",
+        ],
+        "busybox",
+    );
+    run(
+        "fine",
+        &["--health-cmd", "true", "--health-interval", "200ms"],
+        "busybox",
+    );
+
+    // the image's check runs, unless --no-healthcheck
+    k.wait_for("img", Duration::from_secs(10), |v| {
+        v["Health"]["Status"] == "unhealthy"
+    });
+    k.wait_for("fine", Duration::from_secs(10), |v| {
+        v["Health"]["Status"] == "healthy"
+    });
+    // failures in the start period do not count
+    let v = k.wait_for("grace", Duration::from_secs(10), |v| {
+        v["Health"]["Log"].as_array().is_some_and(|l| l.len() >= 2)
+    });
+    assert_eq!(v["Health"]["Status"], "starting", "{:#}", v["Health"]);
+    assert_eq!(v["Health"]["FailingStreak"], 0);
+    let statuses = k.ok(&["ps", "--format", "{{.Names}}|{{.Status}}"]);
+    let status = |n: &str| {
+        statuses
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{n}|")))
+            .unwrap_or_else(|| panic!("{n} not in ps: {statuses}"))
+            .to_owned()
+    };
+    assert!(
+        status("grace").ends_with(" (health: starting)"),
+        "{statuses}"
+    );
+    let fine = status("fine");
+    assert!(
+        fine.starts_with("Up ") && fine.ends_with(" (healthy)"),
+        "{statuses}"
+    );
+    assert!(status("img").ends_with(" (unhealthy)"), "{statuses}");
+    let off = status("off");
+    assert!(off.starts_with("Up ") && !off.contains('('), "{statuses}");
+    assert!(k.inspect("off")["Health"].is_null());
+    // after the start period, a failure counts
+    k.wait_for("grace", Duration::from_secs(10), |v| {
+        v["Health"]["Status"] == "unhealthy"
+    });
+    assert_eq!(long_lived_helpers(&k), Vec::<String>::new());
+
+    let t1 = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 1)
+    .to_string();
+    let events = k.ok(&["events", "--since", &t0, "--until", &t1, "--format", "json"]);
+    let seen = |name: &str, action: &str| {
+        events.lines().any(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let attrs = if v["Actor"].is_object() {
+                &v["Actor"]["Attributes"]
+            } else {
+                &v["Attributes"]
+            };
+            v["Action"] == action && attrs["name"] == name
+        })
+    };
+    assert!(seen("fine", "health_status: healthy"), "{events}");
+    assert!(seen("grace", "health_status: unhealthy"), "{events}");
+    assert!(seen("img", "health_status: unhealthy"), "{events}");
+    assert!(
+        !seen("off", "health_status: unhealthy") && !seen("off", "health_status: healthy"),
+        "{events}"
+    );
+    drop(cleanup);
+    k.finish();
+}

@@ -1,12 +1,15 @@
-//! Health checks: docker's HEALTHCHECK and `--health-*`. A small loop
-//! process per container (`kontti container health-loop ID`, started with
-//! the container) runs the check through `exec` every interval and keeps
-//! the result in `R/containers/<id>/health.json`, which `ps` and `inspect`
-//! show. The loop ends when the container stops or is removed.
+//! Health checks: docker's HEALTHCHECK and `--health-*`. The container's
+//! `kontti-supervisor` keeps the time: an interval after the container
+//! started, and an interval after each check ended, it runs the one-shot
+//! `kontti container health-check ID` ([`Engine::health_check`]), which
+//! runs the check through `exec`, kills it (and what it started) past its
+//! timeout, and keeps the result in `R/containers/<id>/health.json`, which
+//! `ps` and `inspect` show, with a `health_status: STATUS` event on each
+//! change. No process of its own lives between checks.
 
 use std::io::Write as _;
-use std::os::unix::process::CommandExt as _;
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -18,6 +21,8 @@ use crate::options::HealthConfig;
 
 const FILE: &str = "health.json";
 const DEFAULT_MS: u64 = 30_000;
+/// The shortest interval and timeout.
+const MIN_MS: u64 = 100;
 const LOG_ENTRIES: usize = 5;
 
 /// One check's result.
@@ -98,6 +103,18 @@ fn now() -> String {
     kontti_runtime::state::now_rfc3339()
 }
 
+/// Milliseconds since the epoch of an RFC 3339 time (its fraction kept).
+fn millis_of(t: &str) -> Option<u64> {
+    let secs = u64::try_from(kontti_image::time::parse_rfc3339(t)?).ok()?;
+    let frac: String = t
+        .get(19..)
+        .and_then(|r| r.strip_prefix('.'))
+        .map(|f| f.chars().take_while(char::is_ascii_digit).take(3).collect())
+        .unwrap_or_default();
+    let ms = format!("{frac:0<3}").parse::<u64>().unwrap_or(0);
+    Some(secs * 1000 + ms)
+}
+
 impl Engine {
     /// The health of a container with a check, if it has been started.
     pub fn health(&self, id: &str) -> Option<Health> {
@@ -117,10 +134,16 @@ impl Engine {
             .map_err(|e| EngineError::io("write", &p, e))
     }
 
-    /// Starts the health loop of a just-started container (detached).
-    pub(crate) fn spawn_health_loop(&self, rec: &ContainerRecord) {
-        let (Some(_), Some((program, args))) = (&rec.options.health, &self.exit_command) else {
-            return;
+    /// The supervisor's health timer for a container about to start: the
+    /// one-shot check command (`kontti ... container health-check ID`) and
+    /// the interval in milliseconds. Writes the `starting` state. `None`
+    /// without a check or without the engine's command.
+    pub(crate) fn health_timer(
+        &self,
+        rec: &ContainerRecord,
+    ) -> Option<(PathBuf, Vec<String>, u64)> {
+        let (Some(cfg), Some((program, args))) = (&rec.options.health, &self.exit_command) else {
+            return None;
         };
         let h = Health {
             status: "starting".into(),
@@ -129,94 +152,90 @@ impl Engine {
         };
         if let Err(e) = self.save_health(&rec.id, &h) {
             tracing::warn!(error = %e, "health state");
-            return;
+            return None;
         }
-        // the exit command's arguments end with "container cleanup"
+        // the exit command's arguments end with "cleanup"
         let mut a: Vec<String> = args.clone();
         a.truncate(a.len().saturating_sub(1));
-        a.extend(["health-loop".into(), rec.id.clone()]);
-        let spawned = std::process::Command::new(program)
-            .args(&a)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .process_group(0)
-            .spawn();
-        if let Err(e) = spawned {
-            tracing::warn!(error = %e, "starting the health loop");
-        }
+        a.extend(["health-check".into(), rec.id.clone()]);
+        let interval = cfg.interval_ms.unwrap_or(DEFAULT_MS).max(MIN_MS);
+        Some((program.clone(), a, interval))
     }
 
-    /// The health loop: checks every interval while this run of the
-    /// container lives.
-    pub fn health_loop(&self, id: &str) -> Result<()> {
+    /// Runs one health check of a running container and records the
+    /// result (the container's supervisor runs this every interval, one at
+    /// a time). Nothing happens while it is paused or not running.
+    pub fn health_check(&self, id: &str) -> Result<()> {
         let rec = self.inspect(id)?;
+        let _span = tracing::info_span!("health", container = %rec.short_id()).entered();
         let Some(cfg) = rec.options.health.clone() else {
             return Ok(());
         };
+        if rec.state.status != Status::Running {
+            return Ok(());
+        }
         let run = rec.state.started_at.clone();
-        let interval = Duration::from_millis(cfg.interval_ms.unwrap_or(DEFAULT_MS).max(100));
-        let timeout = Duration::from_millis(cfg.timeout_ms.unwrap_or(DEFAULT_MS).max(100));
+        let timeout = Duration::from_millis(cfg.timeout_ms.unwrap_or(DEFAULT_MS).max(MIN_MS));
         let retries = cfg.retries.unwrap_or(3).max(1);
-        let grace = Duration::from_millis(cfg.start_period_ms.unwrap_or(0));
-        let began = Instant::now();
+        let grace_ms = cfg.start_period_ms.unwrap_or(0);
         let args: Vec<String> = match cfg.test[0].as_str() {
             "CMD-SHELL" => vec!["/bin/sh".into(), "-c".into(), cfg.test[1].clone()],
             _ => cfg.test[1..].to_vec(),
         };
-        loop {
-            // wait for the next check, watching the container meanwhile
-            let next = Instant::now() + interval;
-            while Instant::now() < next {
-                match self.inspect(id) {
-                    Ok(r) if r.state.started_at == run && r.state.status.is_live() => {}
-                    _ => return Ok(()),
-                }
-                std::thread::sleep(Duration::from_millis(200));
-            }
-            if self.inspect(id)?.state.status == Status::Paused {
-                continue;
-            }
-            let start = now();
-            let (code, output) = self.check_once(id, &args, timeout);
-            let mut h = self.health(id).unwrap_or(Health {
-                status: "starting".into(),
-                failing_streak: 0,
-                log: Vec::new(),
-            });
-            let before = h.status.clone();
-            if code == 0 {
-                h.failing_streak = 0;
-                h.status = "healthy".into();
-            } else if began.elapsed() >= grace || h.status != "starting" {
-                h.failing_streak += 1;
-                if h.failing_streak >= retries {
-                    h.status = "unhealthy".into();
-                }
-            }
-            h.log.push(HealthLog {
-                start,
-                end: now(),
-                exit_code: code,
-                output,
-            });
-            if h.log.len() > LOG_ENTRIES {
-                h.log.remove(0);
-            }
-            match self.containers().load(id) {
-                Ok(_) => self.save_health(id, &h)?,
-                Err(_) => return Ok(()),
-            }
-            if h.status != before {
-                let rec = self.containers().load(id)?;
-                crate::events::record(
-                    self.root(),
-                    &rec,
-                    "health_status",
-                    &[("status", h.status.clone())],
-                );
+        let start = now();
+        let (code, output) = self.check_once(&rec.id, &args, timeout);
+        let in_start_period = match (run.as_deref().and_then(millis_of), millis_of(&start)) {
+            (Some(began), Some(at)) => at.saturating_sub(began) < grace_ms,
+            _ => false,
+        };
+        // under the container's lock: a restart or removal meanwhile wins
+        let _lock = match self.containers().lock(&rec.id) {
+            Ok(l) => l,
+            Err(EngineError::NotFound(_)) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let now_rec = match self.containers().load(&rec.id) {
+            Ok(r) => self.view(r),
+            Err(EngineError::NotFound(_)) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        if now_rec.state.started_at != run || !now_rec.state.status.is_live() {
+            return Ok(());
+        }
+        let mut h = self.health(&rec.id).unwrap_or(Health {
+            status: "starting".into(),
+            failing_streak: 0,
+            log: Vec::new(),
+        });
+        let before = h.status.clone();
+        if code == 0 {
+            h.failing_streak = 0;
+            h.status = "healthy".into();
+        } else if !in_start_period || h.status != "starting" {
+            h.failing_streak += 1;
+            if h.failing_streak >= retries {
+                h.status = "unhealthy".into();
             }
         }
+        h.log.push(HealthLog {
+            start,
+            end: now(),
+            exit_code: code,
+            output,
+        });
+        if h.log.len() > LOG_ENTRIES {
+            h.log.remove(0);
+        }
+        self.save_health(&rec.id, &h)?;
+        if h.status != before {
+            crate::events::record(
+                self.root(),
+                &now_rec,
+                &format!("health_status: {}", h.status),
+                &[],
+            );
+        }
+        Ok(())
     }
 
     /// Runs one check; (exit code, output). -1 when it timed out or could
@@ -392,6 +411,14 @@ mod tests {
             200
         );
         assert!(crate::options::parse_duration_ms("x", "soon").is_err());
+    }
+
+    #[test]
+    fn start_times_keep_their_milliseconds() {
+        assert_eq!(millis_of("1970-01-01T00:00:01.250000000Z"), Some(1250));
+        assert_eq!(millis_of("1970-01-01T00:00:02Z"), Some(2000));
+        assert_eq!(millis_of("1970-01-01T00:00:02.5Z"), Some(2500));
+        assert_eq!(millis_of("soon"), None);
     }
 
     #[test]

@@ -424,7 +424,6 @@ impl Engine {
                 rec.state.oom_killed = false;
                 self.containers.save(rec)?;
                 crate::events::record(&self.root, rec, "start", &[]);
-                self.spawn_health_loop(rec);
                 tracing::info!(pid, "started");
                 Ok(())
             }
@@ -511,6 +510,10 @@ impl Engine {
         if let Some((prog, args)) = &self.exit_command {
             cmd.exit_command = Some(prog.clone());
             cmd.exit_command_args = args.iter().cloned().chain([id.clone()]).collect();
+        }
+        if let Some((program, args, interval_ms)) = self.health_timer(rec) {
+            cmd.health_command = Some((program, args));
+            cmd.health_interval_ms = interval_ms;
         }
         let ready = cmd.spawn().map_err(classify_spawn_error)?;
         Ok(ready.pid)

@@ -33,6 +33,13 @@ pub struct RunArgs {
     pub exit_command: Option<PathBuf>,
     /// Its arguments.
     pub exit_command_args: Vec<String>,
+    /// Run every `health_interval_ms` while the container runs (one at a
+    /// time): the engine's one-shot health check.
+    pub health_command: Option<PathBuf>,
+    /// Its arguments.
+    pub health_command_args: Vec<String>,
+    /// Between the end of a check and the start of the next.
+    pub health_interval_ms: Option<u64>,
 }
 
 /// `kontti-supervisor exec ...`.
@@ -74,6 +81,7 @@ pub const USAGE: &str = "usage:
   kontti-supervisor run --id ID --bundle DIR --runtime-root DIR --state-dir DIR --log-path FILE
       [--log-max-size BYTES] [--log-max-files N] [--tty] [--stdin] [--wait-attach]
       [--ready-fd N] [--exit-command PATH [--exit-command-arg ARG]...]
+      [--health-command PATH [--health-command-arg ARG]... --health-interval-ms MS]
   kontti-supervisor exec --id ID --runtime-root DIR --process FILE --socket PATH --exit-file FILE
       [--tty] [--stdin] [--ready-fd N]
   kontti-supervisor pin-netns PATH";
@@ -173,6 +181,18 @@ fn parse_run(c: &mut Cursor) -> Result<RunArgs, ArgsError> {
             "--ready-fd" => a.ready_fd = Some(c.number("--ready-fd")?),
             "--exit-command" => a.exit_command = Some(c.value("--exit-command")?.into()),
             "--exit-command-arg" => a.exit_command_args.push(c.string("--exit-command-arg")?),
+            "--health-command" => a.health_command = Some(c.value("--health-command")?.into()),
+            "--health-command-arg" => {
+                a.health_command_args
+                    .push(c.string("--health-command-arg")?);
+            }
+            "--health-interval-ms" => {
+                let n: u64 = c.number("--health-interval-ms")?;
+                if n == 0 {
+                    return Err(ArgsError("--health-interval-ms: must be above 0".into()));
+                }
+                a.health_interval_ms = Some(n);
+            }
             _ => return Err(unknown(&flag)),
         }
     }
@@ -186,6 +206,16 @@ fn parse_run(c: &mut Cursor) -> Result<RunArgs, ArgsError> {
     }
     if !a.exit_command_args.is_empty() && a.exit_command.is_none() {
         return Err(ArgsError("--exit-command-arg needs --exit-command".into()));
+    }
+    if a.health_command.is_some() != a.health_interval_ms.is_some() {
+        return Err(ArgsError(
+            "--health-command and --health-interval-ms go together".into(),
+        ));
+    }
+    if !a.health_command_args.is_empty() && a.health_command.is_none() {
+        return Err(ArgsError(
+            "--health-command-arg needs --health-command".into(),
+        ));
     }
     Ok(a)
 }
@@ -226,7 +256,8 @@ mod tests {
         let Args::Run(r) = p(
             "run --id a --bundle /b --runtime-root /r --state-dir /s --log-path /l \
              --log-max-size 10 --log-max-files 2 --tty --stdin --wait-attach --ready-fd 5 \
-             --exit-command /x --exit-command-arg y",
+             --exit-command /x --exit-command-arg y --health-command /h \
+             --health-command-arg check --health-interval-ms 250",
         )
         .unwrap() else {
             panic!("not run")
@@ -237,6 +268,14 @@ mod tests {
         assert!(r.tty && r.stdin && r.wait_attach);
         assert_eq!(r.ready_fd, Some(5));
         assert_eq!(r.exit_command_args, ["y"]);
+        assert_eq!(
+            r.health_command.as_deref(),
+            Some(std::path::Path::new("/h"))
+        );
+        assert_eq!(
+            (r.health_command_args.as_slice(), r.health_interval_ms),
+            (["check".to_owned()].as_slice(), Some(250))
+        );
         let Args::Exec(e) =
             p("exec --id a --runtime-root /r --process /p --socket /s --exit-file /e --tty")
                 .unwrap()
@@ -271,6 +310,18 @@ mod tests {
             (
                 &format!("{base} --exit-command-arg x"),
                 "--exit-command-arg needs --exit-command",
+            ),
+            (
+                &format!("{base} --health-command /h"),
+                "--health-command and --health-interval-ms go together",
+            ),
+            (
+                &format!("{base} --health-command /h --health-interval-ms 0"),
+                "--health-interval-ms: must be above 0",
+            ),
+            (
+                &format!("{base} --health-command-arg x --health-interval-ms 5"),
+                "go together",
             ),
             ("exec --id a", "--runtime-root is required"),
             ("pin-netns", "pin-netns: missing PATH"),

@@ -19,6 +19,7 @@ pub mod crilog;
 pub mod daemon;
 pub mod exec;
 pub mod exit;
+pub mod health;
 pub mod netns;
 pub mod protocol;
 mod pump;

@@ -16,6 +16,7 @@ use kontti_runtime::sys::process::{self as rproc, Exit};
 use kontti_runtime::sys::term;
 
 use crate::crilog::{LogWriter, Stream};
+use crate::health::HealthTimer;
 use crate::protocol::{Decoder, Frame, channel};
 use crate::timestamp::Timestamp;
 
@@ -68,6 +69,7 @@ pub struct Pump {
     log: Option<LogWriter>,
     attached: bool,
     buf: Vec<u8>,
+    health: Option<HealthTimer>,
 }
 
 /// The signals the supervisor handles through its signalfd: `SIGCHLD`, and
@@ -99,6 +101,7 @@ impl Pump {
             log,
             attached: false,
             buf: vec![0u8; 64 * 1024],
+            health: None,
         })
     }
 
@@ -114,6 +117,11 @@ impl Pump {
         }
         self.io = io;
         Ok(())
+    }
+
+    /// Runs health checks on `timer` from now on, in [`Pump::run`].
+    pub fn set_health_timer(&mut self, timer: HealthTimer) {
+        self.health = Some(timer);
     }
 
     /// Serves the socket until the first client connects; false when
@@ -143,7 +151,11 @@ impl Pump {
             if stop_on_attach && self.attached {
                 return Ok(Event::Attached);
             }
-            let rev = self.poll(-1, true)?;
+            let timeout = self.health.as_ref().map_or(-1, HealthTimer::poll_timeout);
+            let rev = self.poll(timeout, true)?;
+            if let Some(h) = &mut self.health {
+                h.fire_if_due();
+            }
             if rev[0] != 0 {
                 let sig = rproc::read_signal(self.sfd.as_fd())?;
                 if sig == libc::SIGCHLD {
@@ -151,7 +163,11 @@ impl Pump {
                     loop {
                         match rproc::try_wait_any() {
                             Ok(Some((p, e))) if Some(p) == pid => exited = Some(e),
-                            Ok(Some(_)) => {}
+                            Ok(Some((p, _))) => {
+                                if let Some(h) = &mut self.health {
+                                    h.reaped(p);
+                                }
+                            }
                             Ok(None) => break,
                             Err(e) if e.raw_os_error() == Some(libc::ECHILD) => break,
                             Err(e) => return Err(e),

@@ -25,6 +25,7 @@ use crate::args::RunArgs;
 use crate::crilog::LogWriter;
 use crate::daemon::{self, ReadyWriter};
 use crate::exit::ExitRecord;
+use crate::health::HealthTimer;
 use crate::pump::{self, Event, Pump};
 use crate::sockpath::ShortPath;
 use crate::spawn::Readiness;
@@ -257,6 +258,13 @@ fn supervise(
         }
     }
     if exit.is_none() && error.is_none() {
+        if let (Some(cmd), Some(ms)) = (&args.health_command, args.health_interval_ms) {
+            pump.set_health_timer(HealthTimer::new(
+                cmd.clone(),
+                args.health_command_args.clone(),
+                std::time::Duration::from_millis(ms),
+            ));
+        }
         // setup's code is not needed again while the container runs
         kontti_runtime::sys::mem::release_clean_file_pages();
         match pump.run(Some(init), false) {

@@ -227,6 +227,11 @@ pub struct SupervisorCommand {
     pub exit_command: Option<PathBuf>,
     /// Its arguments.
     pub exit_command_args: Vec<String>,
+    /// Run this every `health_interval_ms` while the container runs (one
+    /// at a time): the engine's one-shot health check.
+    pub health_command: Option<(PathBuf, Vec<String>)>,
+    /// Between the end of a check and the start of the next.
+    pub health_interval_ms: u64,
 }
 
 impl SupervisorCommand {
@@ -252,6 +257,8 @@ impl SupervisorCommand {
             wait_attach: false,
             exit_command: None,
             exit_command_args: Vec::new(),
+            health_command: None,
+            health_interval_ms: 30_000,
         }
     }
 
@@ -287,6 +294,14 @@ impl SupervisorCommand {
             for arg in &self.exit_command_args {
                 a.extend(["--exit-command-arg".into(), arg.into()]);
             }
+        }
+        if let Some((c, args)) = &self.health_command {
+            a.extend(["--health-command".into(), c.into()]);
+            for arg in args {
+                a.extend(["--health-command-arg".into(), arg.into()]);
+            }
+            let ms = self.health_interval_ms.max(1).to_string();
+            a.extend(["--health-interval-ms".into(), ms.into()]);
         }
         a
     }

@@ -88,9 +88,9 @@ pub enum ContainerSub {
     Inspect(NamesArgs),
     /// After a reboot: start again the containers whose restart policy says so.
     Restore,
-    /// Run a container's health checks while it runs (started with it).
+    /// Run one health check of a running container (run by its supervisor).
     #[command(hide = true)]
-    HealthLoop(CleanupArgs),
+    HealthCheck(CleanupArgs),
     /// Record a container's exit and apply its restart policy (run by its supervisor).
     #[command(hide = true)]
     Cleanup(CleanupArgs),
@@ -484,8 +484,8 @@ fn dispatch(ctx: &Context, cmd: ContainerCommand) -> anyhow::Result<i32> {
             }
             Ok(failed)
         }
-        ContainerCommand::Container(ContainerSub::HealthLoop(a)) => {
-            engine(ctx)?.health_loop(&a.id)?;
+        ContainerCommand::Container(ContainerSub::HealthCheck(a)) => {
+            engine(ctx)?.health_check(&a.id)?;
             Ok(0)
         }
         ContainerCommand::Container(ContainerSub::Cleanup(a)) => {
