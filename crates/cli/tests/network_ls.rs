@@ -292,6 +292,27 @@ fn network_ls_ids_formats_filters_and_id_prefixes() {
             "network 0000 not found",
         );
 
+        // restore after a simulated reboot re-creates a network with its
+        // id, creation time and labels
+        let before: serde_json::Value =
+            serde_json::from_str(&ok(r, &["network", "inspect", "front"])).unwrap();
+        let bridge = before[0]["Options"]["com.docker.network.bridge.name"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let st = Command::new("ip")
+            .args(["link", "del", &bridge])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        ok(r, &["container", "restore"]);
+        assert!(Path::new("/sys/class/net").join(&bridge).exists());
+        let after: serde_json::Value =
+            serde_json::from_str(&ok(r, &["network", "inspect", "front"])).unwrap();
+        for k in ["Id", "Created", "Labels"] {
+            assert_eq!(after[0][k], before[0][k], "{k}");
+        }
+
         // networks stored without an id get one, once, persisted
         set_stored_id(r, "back", None);
         let given = ok(r, &["network", "ls", "-q", "--no-trunc", "-f", "name=back"]);
