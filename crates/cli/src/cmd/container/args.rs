@@ -16,7 +16,7 @@ use crate::cmd::Context;
 #[derive(Args, Debug, Clone)]
 pub struct DetachKeysArg {
     /// Keys that detach from the container: comma-separated a-z or
-    /// ctrl-<a-z, @, [, \\, ], ^, _> (default: the client config's
+    /// ctrl-<a-z, @, [, \, ], ^, _> (default: the client config's
     /// detachKeys, else ctrl-p,ctrl-q).
     #[arg(long = "detach-keys", value_name = "KEYS")]
     pub(super) detach_keys: Option<String>,
