@@ -79,24 +79,16 @@ pub struct UnmountArgs {
     name: String,
 }
 
-/// Output formats of listing commands.
-#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
-pub enum OutputFormat {
-    /// A table.
-    Table,
-    /// One JSON object per line.
-    Json,
-}
-
 /// `images` arguments.
 #[derive(Args)]
 pub struct ListArgs {
     /// Only show image ids.
     #[arg(short, long)]
     quiet: bool,
-    /// Output format.
-    #[arg(long, value_enum, default_value = "table")]
-    format: OutputFormat,
+    /// Output format: `table`, `json`, or a template such as
+    /// `{{.Repository}}:{{.Tag}}` (the subset `ps` takes).
+    #[arg(long)]
+    format: Option<String>,
     /// Show full image ids.
     #[arg(long)]
     no_trunc: bool,
@@ -105,7 +97,8 @@ pub struct ListArgs {
 /// `rmi` arguments.
 #[derive(Args)]
 pub struct RmiArgs {
-    /// Remove an image by id even if it has several names.
+    /// Remove an image by id even if it has several names, or its last name
+    /// while a container uses it.
     #[arg(short, long)]
     force: bool,
     /// Images (names or ids).
@@ -187,6 +180,9 @@ pub struct PruneArgs {
     /// Do not prompt (kontti never prompts; accepted for docker compatibility).
     #[arg(short, long)]
     force: bool,
+    /// Remove every image no container uses, not only untagged ones.
+    #[arg(short, long)]
+    all: bool,
 }
 
 fn store(ctx: &Context) -> anyhow::Result<ContentStore> {
@@ -230,6 +226,18 @@ fn human_size(bytes: u64) -> String {
             + units[i]
     }
 }
+
+/// The fields of an `images --format` template, with their headers.
+const LS_FIELDS: &[(&str, &str)] = &[
+    ("Repository", "REPOSITORY"),
+    ("Tag", "TAG"),
+    ("ID", "IMAGE ID"),
+    ("CreatedAt", "CREATED AT"),
+    ("CreatedSince", "CREATED"),
+    ("Size", "SIZE"),
+    ("Digest", "DIGEST"),
+    ("Containers", "CONTAINERS"),
+];
 
 fn list(ctx: &Context, a: ListArgs) -> anyhow::Result<i32> {
     let store = store(ctx)?;
@@ -276,32 +284,50 @@ fn list(ctx: &Context, a: ListArgs) -> anyhow::Result<i32> {
         }
         return Ok(0);
     }
-    match a.format {
-        OutputFormat::Json => {
-            for (repo, t, id, created, since, size, digest) in rows {
-                let v = json!({
-                    "Repository": repo, "Tag": t, "ID": id, "CreatedAt": created,
-                    "CreatedSince": since, "Size": human_size(size), "VirtualSize": size,
-                    "Digest": digest, "Containers": "N/A",
-                });
-                writeln!(out, "{v}")?;
-            }
+    let format = a.format.as_deref();
+    if format == Some("json") {
+        for (repo, t, id, created, since, size, digest) in rows {
+            let v = json!({
+                "Repository": repo, "Tag": t, "ID": id, "CreatedAt": created,
+                "CreatedSince": since, "Size": human_size(size), "VirtualSize": size,
+                "Digest": digest, "Containers": "N/A",
+            });
+            writeln!(out, "{v}")?;
         }
-        OutputFormat::Table => {
-            let w = rows.iter().map(|r| r.0.len()).max().unwrap_or(0).max(10);
-            writeln!(
-                out,
-                "{:<w$}   {:<10}   {:<12}   {:<22}   SIZE",
-                "REPOSITORY", "TAG", "IMAGE ID", "CREATED"
-            )?;
-            for (repo, t, id, _, since, size, _) in rows {
-                writeln!(
-                    out,
-                    "{repo:<w$}   {t:<10}   {id:<12}   {since:<22}   {}",
-                    human_size(size)
-                )?;
-            }
-        }
+        return Ok(0);
+    }
+    if let Some(f) = format.filter(|f| !super::format::is_default(Some(f))) {
+        let template = super::format::Template::parse(f, LS_FIELDS)?;
+        let rows: Vec<super::format::Row> = rows
+            .into_iter()
+            .map(|(repo, t, id, created, since, size, digest)| {
+                super::format::Row::from([
+                    ("Repository", repo),
+                    ("Tag", t),
+                    ("ID", id),
+                    ("CreatedAt", created),
+                    ("CreatedSince", since),
+                    ("Size", human_size(size)),
+                    ("Digest", digest),
+                    ("Containers", "N/A".to_owned()),
+                ])
+            })
+            .collect();
+        template.print(&mut out, LS_FIELDS, &rows)?;
+        return Ok(0);
+    }
+    let w = rows.iter().map(|r| r.0.len()).max().unwrap_or(0).max(10);
+    writeln!(
+        out,
+        "{:<w$}   {:<10}   {:<12}   {:<22}   SIZE",
+        "REPOSITORY", "TAG", "IMAGE ID", "CREATED"
+    )?;
+    for (repo, t, id, _, since, size, _) in rows {
+        writeln!(
+            out,
+            "{repo:<w$}   {t:<10}   {id:<12}   {since:<22}   {}",
+            human_size(size)
+        )?;
     }
     Ok(0)
 }
@@ -309,7 +335,15 @@ fn list(ctx: &Context, a: ListArgs) -> anyhow::Result<i32> {
 fn rmi(ctx: &Context, a: RmiArgs) -> anyhow::Result<i32> {
     let store = store(ctx)?;
     let mut failed = None;
+    let used = images_in_use(ctx)?;
     for name in &a.images {
+        if !a.force
+            && let Some(msg) = removal_conflict(&store, name, &used)
+        {
+            eprintln!("kontti: {msg}");
+            failed = Some(ErrorKind::Conflict);
+            continue;
+        }
         match local::remove(&store, name, a.force) {
             Ok(events) => {
                 for e in events {
@@ -479,10 +513,21 @@ fn import(ctx: &Context, a: ImportArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-fn prune(ctx: &Context, _a: PruneArgs) -> anyhow::Result<i32> {
+fn prune(ctx: &Context, a: PruneArgs) -> anyhow::Result<i32> {
     let store = store(ctx)?;
     let sn = snapshot::open_default(&ctx.root)?;
-    let report = local::prune(&store, Some(sn.as_ref()), false)?;
+    let mut unused = Vec::new();
+    if a.all {
+        let used = images_in_use(ctx)?;
+        for img in local::list(&store)? {
+            if !used.contains(img.id()) {
+                store.remove_target(&img.image.target.digest)?;
+                unused.push(img.image.target.digest.clone());
+            }
+        }
+    }
+    let mut report = local::prune(&store, Some(sn.as_ref()), false)?;
+    report.images.extend(unused);
     if !report.images.is_empty() {
         println!("Deleted Images:");
         for d in &report.images {
@@ -497,6 +542,36 @@ fn prune(ctx: &Context, _a: PruneArgs) -> anyhow::Result<i32> {
         report.snapshots.len()
     );
     Ok(0)
+}
+
+/// The image ids of every container, whatever its state.
+fn images_in_use(ctx: &Context) -> anyhow::Result<std::collections::BTreeSet<kontti_core::Digest>> {
+    let engine = super::container::engine(ctx)?;
+    Ok(engine
+        .list()?
+        .into_iter()
+        .filter_map(|c| kontti_core::Digest::parse(&c.image_id).ok())
+        .collect())
+}
+
+/// Why `rmi NAME` (without `-f`) must not remove the image: it would delete
+/// an image a container uses (docker's "must force" conflict). Removing one
+/// of several names only untags, which is always allowed.
+fn removal_conflict(
+    store: &ContentStore,
+    name: &str,
+    used: &std::collections::BTreeSet<kontti_core::Digest>,
+) -> Option<String> {
+    let found = local::find(store, name).ok()?;
+    let untag_only =
+        found.by_name.as_ref().is_some_and(|r| r.tag().is_some()) && found.names.len() > 1;
+    if untag_only || !used.contains(found.image.id()) {
+        return None;
+    }
+    Some(format!(
+        "unable to remove {name:?} (must force): image {} is used by a container",
+        found.image.id().short()
+    ))
 }
 
 /// Where `image mount` mounts snapshot `name` under the state root.
