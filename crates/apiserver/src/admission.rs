@@ -196,6 +196,11 @@ pub fn validate(def: &ResourceDef, obj: &Value) -> Result<(), ApiError> {
 }
 
 fn set_default(obj: &mut Value, path: &[&str], value: Value) {
+    // An element that is not an object (a container given as a string, a port as a number) has no
+    // fields to default; validation refuses it afterwards.
+    if !(obj.is_object() || obj.is_null()) {
+        return;
+    }
     let mut cur = obj;
     for seg in &path[..path.len() - 1] {
         if !cur.get(*seg).is_some_and(Value::is_object) {
@@ -272,8 +277,10 @@ pub fn apply_defaults(def: &ResourceDef, obj: &mut Value) {
         }
         "Secret" => {
             set_default(obj, &["type"], json!("Opaque"));
-            if let Some(Value::Object(string_data)) =
-                obj.as_object_mut().and_then(|m| m.remove("stringData"))
+            // A `data` that is not a map is left for validation to refuse.
+            if obj.get("data").is_none_or(|d| d.is_object() || d.is_null())
+                && let Some(Value::Object(string_data)) =
+                    obj.as_object_mut().and_then(|m| m.remove("stringData"))
             {
                 use base64::Engine;
                 for (k, v) in string_data {
