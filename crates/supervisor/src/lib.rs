@@ -7,7 +7,9 @@
 //! reaps it, records its exit and OOM kills ([`exit`]) and deletes it. The
 //! engine starts one with [`spawn::SupervisorCommand`] and talks to it only
 //! through files and the socket, so containers outlive the command that
-//! started them. [`netns`] pins network namespaces on paths.
+//! started them. [`netns`] pins network namespaces on paths. With a health
+//! check, its loop also times the engine's one-shot check command
+//! ([`health`]).
 //!
 //! It does not decide restarts (the engine or the node agent does), does
 //! not send signals on the engine's behalf (the engine calls
