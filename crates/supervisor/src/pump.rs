@@ -164,8 +164,13 @@ impl Pump {
                         match rproc::try_wait_any() {
                             Ok(Some((p, e))) if Some(p) == pid => exited = Some(e),
                             Ok(Some((p, _))) => {
-                                if let Some(h) = &mut self.health {
-                                    h.reaped(p);
+                                if let Some(h) = &mut self.health
+                                    && h.reaped(p)
+                                {
+                                    // the spawn's code is not needed until the next
+                                    // check: idle, the supervisor stays as small as
+                                    // one without a check
+                                    kontti_runtime::sys::mem::release_clean_file_pages();
                                 }
                             }
                             Ok(None) => break,
