@@ -89,6 +89,17 @@ fn cp_into_a_named_volume_is_seen_by_another_container_and_out_of_a_bind_mount()
         std::fs::read_to_string(tree.join("from-host")).unwrap(),
         "bound\n"
     );
+    // the host path of a running bind mount swapped for a symlink to the
+    // host's /etc: cp still sees the mounted directory, as the container does
+    let moved = k.dir.path().join("bind-moved");
+    std::fs::rename(&bind, &moved).unwrap();
+    std::os::unix::fs::symlink("/etc", &bind).unwrap();
+    let e = k.fails(&["cp", "a:/srv/passwd", s(&host)], 125);
+    assert!(e.contains("No such file"), "{e}");
+    assert!(!host.join("passwd").exists());
+    k.ok(&["cp", "a:/srv/from-host", s(&host.join("still"))]);
+    std::fs::remove_file(&bind).unwrap();
+    std::fs::rename(&moved, &bind).unwrap();
     // a copy of the container's / goes into its volumes and bind mounts
     let all = host.join("all");
     k.ok(&["cp", "a:/", s(&all)]);

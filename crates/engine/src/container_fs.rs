@@ -3,10 +3,11 @@
 //!
 //! A path is walked one component at a time from the container's `/`.
 //! When the path reached so far is a mount's destination, the walk goes on
-//! in the mount's source: a volume's or bind mount's directory on the
-//! host, or, for a tmpfs (and the kernel file systems) of a running
-//! container, the mount itself through `/proc/<pid>/root`. The deepest
-//! mount wins, as the container sees it. Symlinks are read and followed
+//! in the mount: in a running container, the mount itself as the container
+//! sees it, through its `/proc/<pid>/root` (checked to be the container's
+//! root); in a stopped one, a volume's or bind mount's directory on the
+//! host (a tmpfs exists only while it runs). The deepest mount wins, as
+//! the container sees it. Symlinks are read and followed
 //! here with the container's `/` as the root (an absolute target restarts
 //! the walk from the container's `/`, a `..` at a mount's root goes back
 //! to the directory the mount sits on), and every component is opened with
@@ -89,6 +90,18 @@ pub enum CpError {
         path: String,
         /// The mount's type.
         kind: String,
+        /// Its destination.
+        dest: String,
+    },
+    /// A stopped container's bind mount whose host path has a symlink.
+    #[error(
+        "{path}: the host path {source_path} of the mount at {dest} goes through a symbolic link; cp reaches it only while the container runs"
+    )]
+    SymlinkedSource {
+        /// The path.
+        path: String,
+        /// The mount's host path.
+        source_path: String,
         /// Its destination.
         dest: String,
     },
@@ -277,33 +290,57 @@ impl ContainerFs {
         self.mounts.iter().rev().find(|m| m.dest == path)
     }
 
-    /// Where the mount's root is: (its parent directory, its name there).
-    fn locate_mount(&self, m: &MountPoint, shown: &str) -> Result<(OwnedFd, OsString), CpError> {
+    /// Where the mount's root is: (its parent directory, its name there,
+    /// whether that name may be a symlink to follow). In a running
+    /// container, every mount is reached as the container sees it, through
+    /// its `/proc/<pid>/root` (a bind mount holds the directory it was made
+    /// of, whatever its host path became since); in a stopped one, a bind
+    /// mount's source is the host path the user or the volume gave,
+    /// followed only if no symlink is on the way.
+    fn locate_mount(
+        &self,
+        m: &MountPoint,
+        shown: &str,
+    ) -> Result<(OwnedFd, OsString, bool), CpError> {
+        if let Some(live) = &self.live_root {
+            let mut comps = m.dest.clone();
+            let last = comps.pop().unwrap_or_default();
+            let (dir, _, _) = self.walk(live, None, comps, false, shown)?;
+            return Ok((dir, last, false));
+        }
         match &m.source {
             Source::Bind(src) => {
                 let (parent, name) = match (src.parent(), src.file_name()) {
                     (Some(p), Some(n)) => (p.to_owned(), n.to_owned()),
                     _ => (src.clone(), OsString::from(".")),
                 };
-                let fd = open_dir(&parent).map_err(|e| CpError::Io {
-                    path: format!("{shown} (the source of the mount at {})", m.shown),
-                    source: e.into(),
-                })?;
-                Ok((fd, name))
-            }
-            Source::Kernel(kind) => {
-                let Some(live) = &self.live_root else {
-                    return Err(CpError::NotRunning {
+                // no symlink on the way: another container writing below
+                // the source's parent cannot redirect the copy
+                let fd = rustix::fs::openat2(
+                    rustix::fs::CWD,
+                    &parent,
+                    OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                    Mode::empty(),
+                    ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
+                )
+                .map_err(|e| match e {
+                    Errno::LOOP => CpError::SymlinkedSource {
                         path: shown.to_owned(),
-                        kind: kind.clone(),
+                        source_path: src.display().to_string(),
                         dest: m.shown.clone(),
-                    });
-                };
-                let mut comps = m.dest.clone();
-                let last = comps.pop().unwrap_or_default();
-                let (dir, _, _) = self.walk(live, None, comps, false, shown)?;
-                Ok((dir, last))
+                    },
+                    e => CpError::Io {
+                        path: format!("{shown} (the source of the mount at {})", m.shown),
+                        source: e.into(),
+                    },
+                })?;
+                Ok((fd, name, false))
             }
+            Source::Kernel(kind) => Err(CpError::NotRunning {
+                path: shown.to_owned(),
+                kind: kind.clone(),
+                dest: m.shown.clone(),
+            }),
         }
     }
 
@@ -347,11 +384,16 @@ impl ContainerFs {
             }
             path.push(c.clone());
             if mounts && let Some(m) = self.mount_at(&path) {
-                let (dir, name) = self.locate_mount(m, shown)?;
+                let (dir, name, follow) = self.locate_mount(m, shown)?;
+                let nofollow = if follow {
+                    OFlags::empty()
+                } else {
+                    OFlags::NOFOLLOW
+                };
                 let fd = rustix::fs::openat(
                     &dir,
                     &name,
-                    OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                    OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC | nofollow,
                     Mode::empty(),
                 )
                 .map_err(io_err(shown))?;
@@ -443,7 +485,7 @@ impl ContainerFs {
         let mut path = parent.to_vec();
         path.push(name.clone());
         if let Some(m) = self.mount_at(&path) {
-            let (dir, name) = self.locate_mount(m, shown)?;
+            let (dir, name, _) = self.locate_mount(m, shown)?;
             return Ok(Entry {
                 dir,
                 name,
@@ -560,6 +602,31 @@ mod tests {
             "{e}"
         );
         assert!(matches!(fs.entry("/nope/x"), Err(CpError::Missing { .. })));
+    }
+
+    #[test]
+    fn a_stopped_containers_bind_source_is_not_reached_through_a_symlink() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path();
+        std::fs::create_dir_all(d.join("rootfs/data")).unwrap();
+        std::fs::create_dir_all(d.join("real/src")).unwrap();
+        std::fs::write(d.join("real/src/f"), "x").unwrap();
+        std::os::unix::fs::symlink(d.join("real"), d.join("link")).unwrap();
+        let via = d.join("link/src").display().to_string();
+        let fs = fs_with(
+            d,
+            serde_json::json!([{"destination": "/data", "type": "bind", "source": via}]),
+            false,
+        );
+        let e = fs.entry("/data/f").unwrap_err().to_string();
+        assert!(e.contains("goes through a symbolic link"), "{e}");
+        let direct = d.join("real/src").display().to_string();
+        let fs = fs_with(
+            d,
+            serde_json::json!([{"destination": "/data", "type": "bind", "source": direct}]),
+            false,
+        );
+        assert_eq!(read(&fs.entry("/data/f").unwrap()), "x");
     }
 
     #[test]
