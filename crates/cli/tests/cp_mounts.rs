@@ -1,8 +1,9 @@
 //! `kontti cp` through a container's volumes, bind mounts and tmpfs mounts,
 //! end to end with real containers (as root): the path is resolved against
 //! the container's mounts as docker does, in both directions, for created,
-//! running and exited containers; read-only mounts refuse writes; a
-//! symlink in a volume never takes the copy to a host file.
+//! running and exited containers; read-only mounts and a `--read-only`
+//! root filesystem refuse writes; a symlink in a volume never takes the
+//! copy to a host file.
 #![allow(clippy::disallowed_macros)]
 
 #[path = "container_support/mod.rs"]
@@ -209,13 +210,13 @@ fn cp_into_a_read_only_volume_is_refused_and_symlinks_in_a_volume_stay_inside() 
 }
 
 #[test]
-fn cp_reaches_a_running_containers_tmpfs_and_refuses_a_stopped_ones() {
+fn cp_reaches_a_running_containers_tmpfs_and_refuses_a_stopped_ones_and_a_read_only_rootfs() {
     let k = Kontti::new();
     let cleanup = Cleanup(&k);
     let host = k.dir.path().join("host");
     std::fs::create_dir_all(&host).unwrap();
     k.run_detached(
-        &["--name", "t", "--tmpfs", "/scratch"],
+        &["--name", "t", "--read-only", "--tmpfs", "/scratch"],
         &["sh", "-c", "echo in-tmpfs > /scratch/x; sleep 60"],
     );
     k.wait_for("t", Duration::from_secs(10), |_| {
@@ -230,6 +231,9 @@ fn cp_reaches_a_running_containers_tmpfs_and_refuses_a_stopped_ones() {
     std::fs::write(&file, "copied in\n").unwrap();
     k.ok(&["cp", s(&file), "t:/scratch"]);
     assert_eq!(k.ok(&["exec", "t", "cat", "/scratch/y"]), "copied in\n");
+    // the --read-only root filesystem itself refuses the copy
+    let e = k.fails(&["cp", s(&file), "t:/"], 125);
+    assert!(e.contains("container rootfs is marked read-only"), "{e}");
 
     k.ok(&["stop", "-t", "1", "t"]);
     exited(&k, "t");
