@@ -257,20 +257,24 @@ fn health_checks_turn_unhealthy_then_healthy_and_stop_with_the_container() {
         &["sleep", "60"],
     );
     let v = k.wait_for("doc", Duration::from_secs(10), |v| {
-        v["Health"]["Status"] == "unhealthy"
+        v["State"]["Health"]["Status"] == "unhealthy"
     });
-    assert!(v["Health"]["FailingStreak"].as_u64().unwrap() >= 2);
+    assert!(v["State"]["Health"]["FailingStreak"].as_u64().unwrap() >= 2);
     assert!(
         k.ok(&["ps", "--format", "{{.Status}}"])
             .contains("(unhealthy)")
     );
     k.ok(&["exec", "doc", "touch", "/tmp/ok"]);
     let v = k.wait_for("doc", Duration::from_secs(10), |v| {
-        v["Health"]["Status"] == "healthy"
+        v["State"]["Health"]["Status"] == "healthy"
     });
-    assert_eq!(v["Health"]["FailingStreak"], 0);
+    assert_eq!(v["State"]["Health"]["FailingStreak"], 0);
     assert_eq!(
-        v["Health"]["Log"].as_array().unwrap().last().unwrap()["ExitCode"],
+        v["State"]["Health"]["Log"]
+            .as_array()
+            .unwrap()
+            .last()
+            .unwrap()["ExitCode"],
         0
     );
     let e = k.fails(

@@ -83,7 +83,7 @@ fn a_check_over_its_timeout_is_killed_and_counts_as_a_failure() {
         most = most.max(now.len());
         assert!(now.len() <= 1, "more than one check left running: {now:?}");
         let v = k.inspect("slow");
-        if v["Health"]["Status"] == "unhealthy" {
+        if v["State"]["Health"]["Status"] == "unhealthy" {
             break v;
         }
         assert!(
@@ -94,7 +94,7 @@ fn a_check_over_its_timeout_is_killed_and_counts_as_a_failure() {
         std::thread::sleep(Duration::from_millis(100));
     };
     assert_eq!(most, 1, "the check never ran");
-    let h = &v["Health"];
+    let h = &v["State"]["Health"];
     assert!(h["FailingStreak"].as_u64().unwrap() >= 2, "{h:#}");
     let log = h["Log"].as_array().unwrap();
     let last = log.last().unwrap();
@@ -204,17 +204,23 @@ fn start_period_no_healthcheck_ps_status_and_health_status_events() {
 
     // the image's check runs, unless --no-healthcheck
     k.wait_for("img", Duration::from_secs(10), |v| {
-        v["Health"]["Status"] == "unhealthy"
+        v["State"]["Health"]["Status"] == "unhealthy"
     });
     k.wait_for("fine", Duration::from_secs(10), |v| {
-        v["Health"]["Status"] == "healthy"
+        v["State"]["Health"]["Status"] == "healthy"
     });
     // failures in the start period do not count
     let v = k.wait_for("grace", Duration::from_secs(10), |v| {
-        v["Health"]["Log"].as_array().is_some_and(|l| l.len() >= 2)
+        v["State"]["Health"]["Log"]
+            .as_array()
+            .is_some_and(|l| l.len() >= 2)
     });
-    assert_eq!(v["Health"]["Status"], "starting", "{:#}", v["Health"]);
-    assert_eq!(v["Health"]["FailingStreak"], 0);
+    assert_eq!(
+        v["State"]["Health"]["Status"], "starting",
+        "{:#}",
+        v["State"]["Health"]
+    );
+    assert_eq!(v["State"]["Health"]["FailingStreak"], 0);
     let statuses = k.ok(&["ps", "--format", "{{.Names}}|{{.Status}}"]);
     let status = |n: &str| {
         statuses
@@ -235,10 +241,10 @@ fn start_period_no_healthcheck_ps_status_and_health_status_events() {
     assert!(status("img").ends_with(" (unhealthy)"), "{statuses}");
     let off = status("off");
     assert!(off.starts_with("Up ") && !off.contains('('), "{statuses}");
-    assert!(k.inspect("off")["Health"].is_null());
+    assert!(k.inspect("off")["State"]["Health"].is_null());
     // after the start period, a failure counts
     k.wait_for("grace", Duration::from_secs(10), |v| {
-        v["Health"]["Status"] == "unhealthy"
+        v["State"]["Health"]["Status"] == "unhealthy"
     });
     assert_eq!(long_lived_helpers(&k), Vec::<String>::new());
 
@@ -266,6 +272,23 @@ fn start_period_no_healthcheck_ps_status_and_health_status_events() {
     assert!(
         !seen("off", "health_status: unhealthy") && !seen("off", "health_status: healthy"),
         "{events}"
+    );
+    // docker's filter on the action's name matches every health status
+    let filtered = k.ok(&[
+        "events",
+        "--since",
+        &t0,
+        "--until",
+        &t1,
+        "--filter",
+        "event=health_status",
+        "--format",
+        "json",
+    ]);
+    assert!(filtered.lines().count() >= 3, "{filtered}");
+    assert!(
+        filtered.lines().all(|l| l.contains("health_status: ")),
+        "{filtered}"
     );
     drop(cleanup);
     k.finish();

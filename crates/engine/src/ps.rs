@@ -170,7 +170,7 @@ pub fn inspect_json(rec: &ContainerRecord, root: &std::path::Path) -> Value {
     let s = &rec.state;
     let o = &rec.options;
     let dir = root.join("containers").join(&rec.id);
-    json!({
+    let mut doc = json!({
         "Id": rec.id,
         "Name": format!("/{}", rec.name),
         "Created": rec.created,
@@ -189,7 +189,6 @@ pub fn inspect_json(rec: &ContainerRecord, root: &std::path::Path) -> Value {
             "StartedAt": s.started_at.clone().unwrap_or_else(|| "0001-01-01T00:00:00Z".into()),
             "FinishedAt": s.finished_at.clone().unwrap_or_else(|| "0001-01-01T00:00:00Z".into()),
         },
-        "Health": std::fs::read(dir.join("health.json")).ok().and_then(|b| serde_json::from_slice::<Value>(&b).ok()),
         "Image": rec.image_id,
         "ImageName": rec.image,
         "LogPath": dir.join("container.log"),
@@ -231,7 +230,15 @@ pub fn inspect_json(rec: &ContainerRecord, root: &std::path::Path) -> Value {
             "StopSignal": rec.stop_signal,
         },
         "Volumes": rec.volumes,
-    })
+    });
+    // as docker's: under State, and only for a container with a health check
+    if let Some(health) = std::fs::read(dir.join("health.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+    {
+        doc["State"]["Health"] = health;
+    }
+    doc
 }
 
 #[cfg(test)]

@@ -296,7 +296,14 @@ pub(super) fn events(ctx: &Context, a: EventsArgs) -> anyhow::Result<i32> {
     let matches = |ev: &Event| {
         wanted.iter().all(|(k, v)| match k.as_str() {
             "container" => ev.id.starts_with(v.as_str()) || ev.attributes.get("name") == Some(v),
-            _ => ev.action == *v,
+            // `health_status` matches `health_status: healthy` as docker's
+            _ => {
+                ev.action == *v
+                    || ev
+                        .action
+                        .split_once(':')
+                        .is_some_and(|(a, _)| a == v.as_str())
+            }
         })
     };
     let json = a.format.as_deref() == Some("json");
