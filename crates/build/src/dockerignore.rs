@@ -133,15 +133,17 @@ impl Dockerignore {
     /// the last pattern matching it or one of its parent directories decides.
     pub fn is_excluded(&self, path: &str) -> bool {
         let path = clean_path(path);
-        let path = path.trim_start_matches('/');
-        let parents: Vec<&str> = path.match_indices('/').map(|(i, _)| &path[..i]).collect();
+        let path: Vec<char> = path.trim_start_matches('/').chars().collect();
         let mut excluded = false;
         for p in &self.patterns {
             // An exclusion cannot change an excluded path, nor an exception an included one.
             if p.exception != excluded {
                 continue;
             }
-            if p.matches(path) || parents.iter().any(|parent| p.matches(parent)) {
+            // One pass answers for the path and each of its parent directories (the prefixes
+            // that end before a '/'), instead of a pass per parent.
+            let ends = match_prefixes(&p.tokens, &path);
+            if ends[path.len()] || (0..path.len()).any(|k| path[k] == '/' && ends[k]) {
                 excluded = !p.exception;
             }
         }
@@ -265,37 +267,46 @@ fn class(chars: &[char], mut i: usize) -> Result<(Token, usize), String> {
 /// Matches tokens against the whole text, in O(tokens × text) time.
 fn matches(tokens: &[Token], text: &str) -> bool {
     let s: Vec<char> = text.chars().collect();
+    match_prefixes(tokens, &s)[s.len()]
+}
+
+/// For every `k` in `0..=s.len()`, whether the tokens match the whole of
+/// `s[..k]`, in O(tokens × text) time.
+fn match_prefixes(tokens: &[Token], s: &[char]) -> Vec<bool> {
     let n = s.len();
-    // next[j]: whether tokens[i+1..] match s[j..]; filled from the last token back.
-    let mut next: Vec<bool> = (0..=n).map(|j| j == n).collect();
+    // prev[j]: whether the tokens before the current one match s[..j].
+    let mut prev: Vec<bool> = (0..=n).map(|j| j == 0).collect();
     let mut cur = vec![false; n + 1];
-    for token in tokens.iter().rev() {
-        // dirs_from[j]: whether some '/' at k >= j has next[k + 1].
-        let mut dirs_from = false;
-        for j in (0..=n).rev() {
-            let ch = s.get(j).copied();
+    for token in tokens {
+        // seen: whether prev[j'] holds for some j' < j (then j' <= j once updated).
+        let mut seen = false;
+        for j in 0..=n {
+            // The character the token would consume to end at j.
+            let ch = j.checked_sub(1).map(|i| s[i]);
             let one = |pred: &dyn Fn(char) -> bool| {
-                ch.is_some_and(|c| c != '/' && pred(c)) && next[j + 1]
+                ch.is_some_and(|c| c != '/' && pred(c)) && prev[j - 1]
             };
             cur[j] = match token {
-                Token::Literal(c) => ch == Some(*c) && next[j + 1],
+                Token::Literal(c) => ch == Some(*c) && prev[j - 1],
                 Token::One => one(&|_| true),
                 Token::Class { negated, ranges } => {
                     one(&|c| ranges.iter().any(|(lo, hi)| (*lo..=*hi).contains(&c)) != *negated)
                 }
-                Token::Star => next[j] || (ch.is_some_and(|c| c != '/') && cur[j + 1]),
-                Token::Rest => true,
+                Token::Star => prev[j] || (ch.is_some_and(|c| c != '/') && cur[j - 1]),
+                Token::Rest => {
+                    seen |= prev[j];
+                    seen
+                }
                 Token::Dirs => {
-                    if ch == Some('/') && next[j + 1] {
-                        dirs_from = true;
-                    }
-                    next[j] || dirs_from
+                    let ends_dirs = ch == Some('/') && seen;
+                    seen |= prev[j];
+                    prev[j] || ends_dirs
                 }
             };
         }
-        std::mem::swap(&mut next, &mut cur);
+        std::mem::swap(&mut prev, &mut cur);
     }
-    next[0]
+    prev
 }
 
 #[cfg(test)]
@@ -370,6 +381,36 @@ mod tests {
         assert!(ig.is_excluded("README"));
         assert!(!ig.is_excluded("src/main.rs"));
         assert!(ig.is_excluded("src/secret"));
+    }
+
+    #[test]
+    fn parents_in_one_pass_agree_with_each_parent_alone() {
+        let paths = [
+            "a",
+            "a/b",
+            "a/b/c.go",
+            "x/a/b",
+            "a/x/y/b/z",
+            "ab/c",
+            "a/.b/c",
+            "é/ü/c",
+        ];
+        for pattern in [
+            "a", "a/b", "*", "*/b", "a/*", "**/b", "a/**/b", "a/**", "**", "?/b", "[a-c]/*",
+            "[^a]*", "*.go", "**/*.go", "a*/?", "é/*",
+        ] {
+            let p = Pattern::new(pattern).expect("pattern");
+            let ig = Dockerignore::parse(pattern).expect("parse");
+            for path in paths {
+                let parents = path.match_indices('/').map(|(i, _)| &path[..i]);
+                let each = p.matches(path) || parents.clone().any(|d| p.matches(d));
+                assert_eq!(ig.is_excluded(path), each, "{pattern} {path}");
+            }
+        }
+        // A long pattern against a deep path: the parents are not matched one by one (this took
+        // seconds when they were).
+        let ig = Dockerignore::parse(&format!("{}b", "*a".repeat(300))).expect("parse");
+        assert!(!ig.is_excluded(&"a/".repeat(300)));
     }
 
     #[test]

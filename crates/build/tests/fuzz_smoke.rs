@@ -206,3 +206,32 @@ fn dockerignore_soup_never_panics() {
         exercise_ignore(&text);
     }
 }
+
+/// The seeds of `fuzz/`'s `dockerfile` and `dockerignore` targets that are not
+/// in the compatibility corpus (what libFuzzer found included), through what
+/// both targets do with them (the `.dockerignore` one also matches the
+/// input's own lines).
+#[test]
+fn fuzz_seeds_never_panic() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz_seeds");
+    let mut seen = 0;
+    for target in ["dockerfile", "dockerignore"] {
+        let Ok(rd) = fs::read_dir(root.join(target)) else {
+            continue;
+        };
+        for entry in rd {
+            let bytes = fs::read(entry.unwrap().path()).unwrap();
+            let text = String::from_utf8_lossy(&bytes);
+            exercise(&text);
+            exercise_ignore(&text);
+            if let Ok(ig) = Dockerignore::parse(&text) {
+                for line in text.lines().take(16) {
+                    let _ = ig.is_excluded(line);
+                    let _ = ig.may_include_under(line);
+                }
+            }
+            seen += 1;
+        }
+    }
+    assert!(seen > 0, "no seeds in {}", root.display());
+}
