@@ -303,12 +303,12 @@ pub fn apply_defaults(def: &ResourceDef, obj: &mut Value) {
                 set_default(obj, &["spec", "revisionHistoryLimit"], json!(10));
                 set_default(obj, &["spec", "progressDeadlineSeconds"], json!(600));
             }
-            if let Some(spec) = obj["spec"]["template"].get_mut("spec") {
+            if let Some(spec) = obj.pointer_mut("/spec/template/spec") {
                 default_pod_spec(spec);
             }
         }
         "DaemonSet" => {
-            if let Some(spec) = obj["spec"]["template"].get_mut("spec") {
+            if let Some(spec) = obj.pointer_mut("/spec/template/spec") {
                 default_pod_spec(spec);
             }
         }

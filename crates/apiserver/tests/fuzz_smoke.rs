@@ -101,9 +101,9 @@ fn mutated_api_requests_do_not_panic() {
     }
 }
 
-/// What libFuzzer found: a container, a port or a Secret's `data` that is not an object made
-/// defaulting index into a string or a number and panic (which aborts the server). Now the
-/// pipeline that a create runs leaves them to validation, which refuses them.
+/// What fuzzing found: a container, a port, a Secret's `data` or a workload's `spec` that is not an
+/// object made defaulting index into a string or a number and panic (which aborts the server).
+/// Now the pipeline that a create runs leaves them to validation, which refuses them.
 #[test]
 fn non_object_elements_are_refused_not_defaulted() {
     for (kind, body) in [
@@ -117,6 +117,8 @@ fn non_object_elements_are_refused_not_defaulted() {
             r#"{"spec":{"template":{"spec":{"initContainers":[7]}}}}"#,
         ),
         ("Secret", r#"{"data":"x","stringData":{"a":"b"}}"#),
+        ("DaemonSet", r#"{"spec":"x"}"#),
+        ("StatefulSet", r#"{"spec":{"template":[]}}"#),
     ] {
         let def = resources::RESOURCES
             .iter()
