@@ -13,7 +13,7 @@
 //!   overlayfs reads them in an upper directory (a 0/0 character device, the
 //!   `trusted.overlay.opaque=y` xattr) or applied by removing what they hide.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
@@ -189,7 +189,7 @@ pub fn apply_layer<R: Read>(
         dir_times: Vec::new(),
         entries: 0,
         creator: Creator::current(),
-        parent: None,
+        parents: HashMap::new(),
         buf: vec![0; COPY_BUFFER],
     };
     for entry in archive.entries().map_err(malformed)? {
@@ -223,14 +223,18 @@ struct Applier<'a> {
     dir_times: Vec<(PathBuf, u64)>,
     entries: u64,
     creator: Creator,
-    /// The directory of the last regular file written.
-    parent: Option<ParentDir>,
+    /// Directories regular files were written to since the last entry of
+    /// another kind, by normalised path.
+    parents: HashMap<PathBuf, ParentDir>,
     /// File contents pass through this buffer.
     buf: Vec<u8>,
 }
 
 /// How much of a file's content is copied per write.
 const COPY_BUFFER: usize = 256 << 10;
+
+/// The most parent directories kept open (each holds an `O_PATH` fd).
+const MAX_PARENTS: usize = 128;
 
 /// What a file created by this process gets without being told.
 struct Creator {
@@ -257,14 +261,12 @@ impl Creator {
     }
 }
 
-/// The parent directory of the last regular file written, kept for the
-/// entries that follow in the same directory (a layer lists a directory's
-/// files together), so that its path is not resolved component by
-/// component again. It is dropped at any entry that is not a regular file,
-/// since only those cannot change which directory a path names.
+/// The parent directory of a regular file written, kept for the regular
+/// files that follow in it, so that its path is not resolved component by
+/// component again. Every kept directory is dropped at any entry that is
+/// not a regular file and when a regular file replaces something: only
+/// creating new regular files cannot change which directory a path names.
 struct ParentDir {
-    /// Normalised, relative to the root.
-    path: PathBuf,
     fd: OwnedFd,
     /// The group a new file in it gets (its own under setgid).
     new_gid: Gid,
@@ -295,7 +297,6 @@ impl ParentDir {
         );
         let umask_applies = matches!(acl, Err(Errno::NODATA) | Err(Errno::NOTSUP));
         Ok(ParentDir {
-            path: entry.parent().unwrap_or(Path::new("")).to_owned(),
             fd,
             new_gid,
             umask_applies,
@@ -341,7 +342,7 @@ impl Applier<'_> {
         {
             return self.regular(entry, &raw, path);
         }
-        self.parent = None;
+        self.parents.clear();
         let unsafe_err = |source| UnpackError::Unsafe {
             entry: raw.clone(),
             source,
@@ -492,11 +493,12 @@ impl Applier<'_> {
             .file_name()
             .ok_or_else(|| UnpackError::Malformed(format!("entry {raw:?} has no name")))?
             .to_owned();
-        let dir = path.parent().unwrap_or(Path::new(""));
-        let parent = match self.parent.take() {
-            Some(p) if p.path == dir => p,
-            _ => ParentDir::open(self.root, &path, &self.creator)?,
+        let dir = path.parent().unwrap_or(Path::new("")).to_owned();
+        let parent = match self.parents.remove(&dir) {
+            Some(p) => p,
+            None => ParentDir::open(self.root, &path, &self.creator)?,
         };
+        let mut replaced = false;
         if self.whiteouts == WhiteoutMode::Remove {
             self.created.insert(path.clone());
         }
@@ -512,7 +514,8 @@ impl Applier<'_> {
         let fd = match rustix::fs::openat(&parent.fd, &name, flags, create_mode) {
             Err(Errno::EXIST) => {
                 // It replaces whatever has the name (removed without
-                // following symlinks); the parent stays the same directory.
+                // following symlinks), maybe a kept directory.
+                replaced = true;
                 remove_all_at(&parent.fd, &name).map_err(io_err)?;
                 rustix::fs::openat(&parent.fd, &name, flags, create_mode).map_err(errno)?
             }
@@ -540,7 +543,10 @@ impl Applier<'_> {
             rustix::fs::fsetxattr(fd, k.as_os_str(), v, XattrFlags::empty()).map_err(errno)?;
         }
         rustix::fs::futimens(fd, &times(mtime)).map_err(errno)?;
-        self.parent = Some(parent);
+        if replaced || self.parents.len() >= MAX_PARENTS {
+            self.parents.clear();
+        }
+        self.parents.insert(dir, parent);
         Ok(())
     }
 

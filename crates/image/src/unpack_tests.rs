@@ -56,6 +56,11 @@ impl Tar {
         let data = self.0.into_inner().unwrap();
         apply_layer(&data[..], dest, WhiteoutMode::Overlay, None).unwrap();
     }
+
+    fn apply_err(self, dest: &Path) -> super::UnpackError {
+        let data = self.0.into_inner().unwrap();
+        apply_layer(&data[..], dest, WhiteoutMode::Overlay, None).unwrap_err()
+    }
 }
 
 fn meta(p: &Path) -> (u32, u32, u32) {
@@ -135,4 +140,21 @@ fn the_cached_parent_directory_follows_what_entries_do_to_its_path() {
     assert!(std::fs::symlink_metadata(d.join("c")).unwrap().is_symlink());
     assert!(!d.join("elsewhere/1").exists());
     assert!(std::fs::metadata(d.join("e")).unwrap().is_file());
+}
+
+#[test]
+fn a_kept_directory_replaced_by_a_file_is_not_written_into() {
+    kontti_testutil::require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // r/d is kept open after r/d/1; r/d then becomes a file, so r/d/2 has
+    // no directory to go to, and must not land in the removed one.
+    let err = Tar::new()
+        .file("r/d/1", 0o644, (0, 0))
+        .file("r/x", 0o644, (0, 0))
+        .file("r/d", 0o644, (0, 0))
+        .file("r/d/2", 0o644, (0, 0))
+        .apply_err(d);
+    assert!(err.to_string().contains("is not a directory"), "{err}");
+    assert!(std::fs::metadata(d.join("r/d")).unwrap().is_file());
 }
