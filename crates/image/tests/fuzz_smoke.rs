@@ -101,3 +101,60 @@ fn layers_never_panic_or_escape() {
         assert_eq!(names, vec!["layer"], "round {round}: something escaped");
     }
 }
+
+/// The seeds of `fuzz/`'s `image_manifest` and `layer_unpack` targets, and what libFuzzer found,
+/// through what those targets do with them.
+fn fuzz_seeds(target: &str) -> Vec<Vec<u8>> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fuzz_seeds")
+        .join(target);
+    let seeds: Vec<Vec<u8>> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
+        .map(|e| std::fs::read(e.unwrap().path()).unwrap())
+        .collect();
+    assert!(!seeds.is_empty(), "no seeds in {}", dir.display());
+    seeds
+}
+
+#[test]
+fn image_manifest_seeds_do_not_panic() {
+    for data in fuzz_seeds("image_manifest") {
+        let d = sha256(&data);
+        for mt in [
+            "",
+            media::OCI_MANIFEST,
+            media::OCI_INDEX,
+            media::DOCKER_MANIFEST,
+            media::DOCKER_MANIFEST_LIST,
+        ] {
+            if let Ok(Document::Index(i)) = parse_document(mt, &d, &data) {
+                let _ = select_platform(&i, &d, &PlatformSpec::host());
+            }
+        }
+        let _ = serde_json::from_slice::<kontti_image::ImageConfigFile>(&data);
+        let text = String::from_utf8_lossy(&data);
+        let _ = kontti_core::Digest::parse(&text);
+        if let Ok(r) = ImageRef::parse(&text) {
+            let _ = r.familiar();
+            assert_eq!(ImageRef::parse(&r.to_string()).unwrap(), r, "{text:?}");
+        }
+        let _ = text.parse::<PlatformSpec>();
+    }
+}
+
+#[test]
+fn layer_unpack_seeds_do_not_panic_or_escape() {
+    for data in fuzz_seeds("layer_unpack") {
+        let scratch = tempfile::tempdir().unwrap();
+        let layer = scratch.path().join("layer");
+        std::fs::create_dir(&layer).unwrap();
+        for mode in [WhiteoutMode::Remove, WhiteoutMode::Overlay] {
+            let _ = apply_layer(&data[..], &layer, mode, None);
+        }
+        let names: Vec<_> = std::fs::read_dir(scratch.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec!["layer"], "something escaped");
+    }
+}
