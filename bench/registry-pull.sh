@@ -194,10 +194,14 @@ sleep 36
 START_LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
 for i in $(seq "$RUNS"); do
     log "run $i/$RUNS (load average $(cut -d' ' -f1-3 /proc/loadavg))"
-    pull_kontti "$i"
-    [ -z "$BASELINE" ] || pull_baseline "$i"
-    pull_podman "$i"
-    pull_skopeo_umoci "$i"
+    # The clients take turns at going first: a round's first pull is often
+    # the slowest, whoever makes it.
+    clients=(pull_kontti pull_podman pull_skopeo_umoci)
+    [ -z "$BASELINE" ] || clients=(pull_kontti pull_baseline pull_podman pull_skopeo_umoci)
+    n=${#clients[@]}
+    for j in $(seq 0 $((n - 1))); do
+        "${clients[$(((i - 1 + j) % n))]}" "$i"
+    done
 done
 
 # Second image sharing 4 of 5 layers, into the last run's roots.
