@@ -69,6 +69,11 @@ pub struct StepEnv {
     pub env: Vec<(String, String)>,
     /// The ARGs declared in the stage and their values.
     pub args: BTreeMap<String, String>,
+    /// Where each name of `env` sits, so that setting and looking up a
+    /// variable does not scan the whole environment (a Dockerfile with
+    /// thousands of ENV pairs would be quadratic). Rebuilt when `env` was
+    /// changed from outside.
+    index: BTreeMap<String, usize>,
 }
 
 impl StepEnv {
@@ -83,9 +88,37 @@ impl StepEnv {
     }
 
     fn set_env(&mut self, key: String, value: String) {
-        match self.env.iter_mut().find(|(k, _)| *k == key) {
-            Some(slot) => slot.1 = value,
-            None => self.env.push((key, value)),
+        if !self.index_is_current() {
+            self.index = self
+                .env
+                .iter()
+                .enumerate()
+                .map(|(i, (k, _))| (k.clone(), i))
+                .collect();
+        }
+        match self.position(&key) {
+            Some(i) => self.env[i].1 = value,
+            None => {
+                self.index.insert(key.clone(), self.env.len());
+                self.env.push((key, value));
+            }
+        }
+    }
+
+    /// Whether the index covers `env` as it is (the field is public).
+    fn index_is_current(&self) -> bool {
+        self.index.len() == self.env.len()
+    }
+
+    /// Where `key` sits in `env`.
+    fn position(&self, key: &str) -> Option<usize> {
+        if self.index_is_current() {
+            self.index
+                .get(key)
+                .copied()
+                .filter(|&i| self.env.get(i).is_some_and(|(k, _)| k == key))
+        } else {
+            self.env.iter().position(|(k, _)| k == key)
         }
     }
 
@@ -143,13 +176,14 @@ impl StepEnv {
     pub fn run_environment(&self, build_args: &BTreeMap<String, String>) -> Vec<(String, String)> {
         let mut out = self.env.clone();
         for (k, v) in &self.args {
-            if !out.iter().any(|(ek, _)| ek == k) {
+            if self.position(k).is_none() {
                 out.push((k.clone(), v.clone()));
             }
         }
         for name in PREDEFINED_ARGS {
             if let Some(v) = build_args.get(name)
-                && !out.iter().any(|(ek, _)| ek == name)
+                && self.position(name).is_none()
+                && !self.args.contains_key(name)
             {
                 out.push((name.to_string(), v.clone()));
             }
@@ -160,10 +194,8 @@ impl StepEnv {
 
 impl Variables for StepEnv {
     fn var(&self, name: &str) -> Option<&str> {
-        self.env
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        self.position(name)
+            .map(|i| self.env[i].1.as_str())
             .or_else(|| self.args.get(name).map(String::as_str))
     }
 }
@@ -230,6 +262,39 @@ mod tests {
         assert_eq!(env.var("Y"), Some("old:/bin"));
         env.apply(&arg("X", Some("arg")), src, '\\').expect("apply");
         assert_eq!(env.var("X"), Some("new"));
+    }
+
+    #[test]
+    fn many_env_pairs_keep_order_and_the_last_value() {
+        let empty = BTreeMap::new();
+        let src = ArgSources {
+            build_args: &empty,
+            meta_args: &empty,
+        };
+        let mut env = StepEnv::from_image_env(&["PATH=/bin"]);
+        let pairs: Vec<KeyValue> = (0..20_000)
+            .map(|i| KeyValue {
+                key: format!("V{}", i % 10_000),
+                value: format!("{i}"),
+            })
+            .collect();
+        env.apply(&Instruction::Env(pairs), src, '\\')
+            .expect("apply");
+        assert_eq!(env.env.len(), 10_001);
+        assert_eq!(env.env[1], ("V0".to_string(), "10000".to_string()));
+        assert_eq!(env.var("V9999"), Some("19999"));
+        assert_eq!(env.var("PATH"), Some("/bin"));
+        // the field is public: a change from outside is still seen
+        env.env.insert(0, ("OUTSIDE".into(), "1".into()));
+        assert_eq!(env.var("OUTSIDE"), Some("1"));
+        assert_eq!(env.var("V0"), Some("10000"));
+        let set = Instruction::Env(vec![KeyValue {
+            key: "OUTSIDE".into(),
+            value: "2".into(),
+        }]);
+        env.apply(&set, src, '\\').expect("apply");
+        assert_eq!(env.env[0], ("OUTSIDE".to_string(), "2".to_string()));
+        assert_eq!(env.env.len(), 10_002);
     }
 
     #[test]
