@@ -8,89 +8,13 @@
 #![allow(clippy::disallowed_macros)]
 
 mod container_support;
+mod tmux_support;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
 
 use container_support::Kontti;
-
-struct Tmux {
-    socket: PathBuf,
-}
-
-impl Tmux {
-    fn cmd(&self) -> Command {
-        let mut c = Command::new("tmux");
-        c.arg("-S").arg(&self.socket);
-        c
-    }
-    fn run(&self, args: &[&str]) {
-        let st = self.cmd().args(args).status().expect("tmux is installed");
-        assert!(st.success(), "tmux {args:?} failed");
-    }
-    /// A new session `t` running `command` in an 80x24 window.
-    fn session(&self, command: &str) {
-        self.run(&[
-            "new-session",
-            "-d",
-            "-s",
-            "t",
-            "-x",
-            "80",
-            "-y",
-            "24",
-            command,
-        ]);
-    }
-    fn keys(&self, keys: &[&str]) {
-        let mut a = vec!["send-keys", "-t", "t"];
-        a.extend_from_slice(keys);
-        self.run(&a);
-    }
-    fn screen(&self) -> String {
-        let out = self
-            .cmd()
-            .args(["capture-pane", "-p", "-t", "t"])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-    /// Waits until the screen has `n` lines equal to `line`.
-    fn wait_lines(&self, line: &str, n: usize) -> String {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let s = self.screen();
-            if s.lines().filter(|l| l.trim_end() == line).count() >= n {
-                return s;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "waiting for {n}x {line:?}; screen:\n{s}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = self.cmd().arg("kill-server").status();
-    }
-}
-
-fn wait_file(p: &Path) -> String {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Ok(s) = std::fs::read_to_string(p)
-            && s.ends_with('\n')
-        {
-            return s;
-        }
-        assert!(Instant::now() < deadline, "{} never appeared", p.display());
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
+use tmux_support::{Tmux, wait_file};
 
 /// A shell line that runs kontti `args` with `env` set, then writes its
 /// exit code to `exit_file` and stays (so that tmux keeps the window).
